@@ -1,0 +1,41 @@
+// Object names, validated once before any OS call. The same name is valid on both OSes:
+// `Local\` and `Global\` prefixes pass through on Windows and are dropped on Linux; the rest
+// may not contain '/', '\' or NUL and is at most kMaxName bytes.
+#pragma once
+#include <string>
+#include "error.hpp"
+
+namespace sharedstate {
+
+inline constexpr std::size_t kMaxName = 200;  // leaves room for "/", "sem." and our suffixes
+
+namespace detail {
+
+inline bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+struct SplitName {
+    std::string prefix;  // "", "Local\\" or "Global\\"
+    std::string base;    // what is left, validated
+};
+
+inline SplitName split_name(const std::string& name, const char* what) {
+    SplitName r;
+    if (starts_with(name, "Local\\")) r.prefix = "Local\\";
+    else if (starts_with(name, "Global\\")) r.prefix = "Global\\";
+    r.base = name.substr(r.prefix.size());
+    auto bad = [&](const std::string& why) {
+        fail(errc::bad_name, std::string(what) + " name '" + name + "': " + why);
+    };
+    if (r.base.empty()) bad("empty");
+    if (r.base.size() > kMaxName) bad("longer than " + std::to_string(kMaxName) + " bytes");
+    if (r.base == "." || r.base == "..") bad("not a name");
+    for (char c : r.base) {
+        if (c == '/' || c == '\\') bad("contains '/' or '\\'");
+        if (c == '\0') bad("contains NUL");
+        if (static_cast<unsigned char>(c) < 0x20) bad("contains a control character");
+    }
+    return r;
+}
+
+}  // namespace detail
+}  // namespace sharedstate

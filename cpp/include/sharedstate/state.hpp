@@ -1,0 +1,414 @@
+// SharedBlock: a named seqlock segment with a self-described layout (untyped bytes), and
+// SharedState<T>: the same for a trivially copyable T described by SHAREDSTATE_DESCRIBE.
+#pragma once
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "detail/os.hpp"
+#include "format.hpp"
+#include "layout.hpp"
+#include "seqlock.hpp"
+#include "wait.hpp"
+#include "writer_lock.hpp"
+
+namespace sharedstate {
+
+struct CreateOptions {
+    bool exist_ok = false;    // open the existing segment instead of failing (its layout must match)
+    bool persistent = false;  // outlive the last holder (Linux; Windows sections never do)
+};
+
+inline constexpr std::chrono::seconds kDefaultLockTimeout{5};
+
+class SharedBlock {
+public:
+    using Patch = detail::Patch;
+
+    SharedBlock() = default;
+    SharedBlock(SharedBlock&&) noexcept = default;
+    SharedBlock& operator=(SharedBlock&& o) noexcept {
+        if (this != &o) { close(); move_from(o); }
+        return *this;
+    }
+    ~SharedBlock() { close(); }
+
+    // Creates the segment NAME with this layout (FileExistsError-style errc if it exists and
+    // is in use; a stale one whose holders all died is replaced).
+    static SharedBlock create(const std::string& name, const Layout& layout, CreateOptions opt = {}) {
+        layout.validate(name);
+        auto g = format::state_geometry(layout);
+        for (int attempt = 0;; ++attempt) {
+            detail::os::SegmentFile file;
+            try {
+                file = detail::os::SegmentFile::create(name, g.segment_size);
+            } catch (const Error& e) {
+                if (!is_exists(e) || attempt > 3) throw;
+                if (opt.exist_ok) return open(name, &layout);
+                if (!remove_if_stale(name)) throw;
+                continue;
+            }
+            SharedBlock b;
+            b.name_ = name;
+            b.map_ = file.map(g.segment_size, true);
+            b.file_ = std::move(file);
+            unsigned char* base = b.map_->data();
+            auto* h = reinterpret_cast<format::StateHeader*>(base);
+            format::Preamble& p = h->pre;
+            p.version = format::kVersion;
+            p.kind = format::kState;
+            p.header_size = g.header_size;
+            p.segment_size = g.segment_size;
+            p.payload_size = layout.size;
+            p.payload_align = layout.align;
+            p.slot_stride = g.slot_stride;
+            p.field_count = uint32_t(layout.fields.size());
+            p.fields_offset = format::kFieldsOffset;
+            p.flags = opt.persistent ? format::kFlagPersistent : 0;
+            p.creator_pid = detail::os::current_pid();
+            p.created_unix_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch()).count());
+            format::write_field_table(base, layout);
+            p.checksum = format::header_checksum(base, p.field_count);
+            // Publish: an opener that sees the magic (acquire) sees everything above.
+            p.magic.store(format::kStateMagic, std::memory_order_release);
+            b.attach(format::validate_state(base, g.segment_size, name));
+            return b;
+        }
+    }
+
+    // Opens an existing segment; its layout comes from the header. With `expected`, a
+    // different layout is errc::layout_mismatch.
+    static SharedBlock open(const std::string& name, const Layout* expected = nullptr) {
+        bool others = true;
+        auto file = detail::os::SegmentFile::open(name, true, true, others);
+        SharedBlock b;
+        b.name_ = name;
+        // A creator may be between shm_open and publishing the magic: give it a moment.
+        uint64_t size = file.size();
+        auto waited = detail::Deadline::after(others ? 1000000000 : 0);
+        while (size < sizeof(format::StateHeader) && deadline_left(waited)) size = file.size();
+        if (size < sizeof(format::StateHeader))
+            fail(errc::corrupt_segment, "segment '" + name + "': truncated (" + std::to_string(size) +
+                                            " bytes, a header needs 256); not made by sharedstate? (attach_raw reads those)");
+        b.map_ = file.map(size, true);
+        b.file_ = std::move(file);
+        auto* h = reinterpret_cast<format::StateHeader*>(b.map_->data());
+        while (h->pre.magic.load(std::memory_order_acquire) == 0 && deadline_left(waited)) {}
+        format::StateInfo info = format::validate_state(b.map_->data(), size, name);
+        if (!others && !(info.flags & format::kFlagPersistent)) {
+            // Every process that held it has exited: it is stale, as on Windows it would be gone.
+            b.map_.reset();
+            b.file_.close(true);
+            fail(errc::not_found, "segment '" + name + "' was left behind by processes that have all exited; removed");
+        }
+        if (expected && *expected != info.layout)
+            fail(errc::layout_mismatch, "segment '" + name + "': " + describe_mismatch(*expected, info.layout));
+        b.attach(std::move(info));
+        return b;
+    }
+
+    // Maps an existing segment with no header at all (what an unmodified C++ program, or
+    // multiprocessing.shared_memory, creates): payload at offset 0. No seqlock is possible
+    // there: reads and writes are best-effort and may tear. Never unlinked unless asked.
+    static SharedBlock attach_raw(const std::string& name, const Layout& layout, bool create = false) {
+        layout.validate(name);
+        bool others = true;
+        detail::os::SegmentFile file = create ? detail::os::SegmentFile::create(name, layout.size, false)
+                                              : detail::os::SegmentFile::open(name, true, false, others);
+        uint64_t size = file.size();
+        if (size < layout.size)
+            fail(errc::layout_mismatch, "raw segment '" + name + "' has " + std::to_string(size) +
+                                            " bytes, the layout needs " + std::to_string(layout.size));
+        SharedBlock b;
+        b.name_ = name;
+        b.map_ = file.map(layout.size, true);
+        b.file_ = std::move(file);
+        b.raw_ = true;
+        b.info_.layout = layout;
+        b.data_ = b.map_->data();
+        return b;
+    }
+
+    // Removes a stale segment NAME (holders all dead, not persistent). True if removed.
+    static bool remove_if_stale(const std::string& name) {
+        if (detail::os::SegmentFile::held(name)) return false;
+        try {
+            bool others = true;
+            auto f = detail::os::SegmentFile::open(name, false, true, others);
+            if (others) return false;
+            uint64_t size = f.size();
+            if (size < sizeof(format::StateHeader)) return false;
+            auto m = f.map(size, false);
+            uint64_t magic = reinterpret_cast<const format::Preamble*>(m->data())->magic.load(std::memory_order_acquire);
+            if (magic != format::kStateMagic && magic != format::kQueueMagic) return false;  // not ours
+            uint32_t flags = reinterpret_cast<const format::Preamble*>(m->data())->flags;
+            if (flags & format::kFlagPersistent) return false;
+            m.reset();
+            return f.close(true);
+        } catch (const Error&) {
+            return false;
+        }
+    }
+
+    static void unlink(const std::string& name) { detail::os::SegmentFile::unlink(name); }
+
+    // ------------------------------------------------------------ reading
+    // A consistent copy of the whole payload into dst (layout().size bytes).
+    void read(void* dst) const { read_range(dst, 0, info_.layout.size); }
+
+    void read_range(void* dst, size_t off, size_t len) const {
+        check_open();
+        if (raw_) return raw_read(dst, off, len);
+        if (!latch_.read(dst, off, len))
+            fail(errc::timeout, "read of '" + name_ + "': no consistent snapshot after 1M tries (writer storm?)");
+    }
+
+    uint64_t version() const {
+        check_open();
+        if (raw_) fail(errc::invalid_argument, "raw segment '" + name_ + "' has no version (no header)");
+        return header()->seq.load(std::memory_order_acquire) >> 1;
+    }
+
+    // Blocks until version() > since; returns the new version. Throws errc::timeout.
+    // timeout < 0: forever.
+    uint64_t wait(uint64_t since, std::chrono::nanoseconds timeout, std::chrono::nanoseconds spin = kDefaultSpin,
+                  const Interrupt& intr = {}) {
+        check_open();
+        if (raw_) fail(errc::invalid_argument, "raw segment '" + name_ + "' has no version to wait on");
+        auto keep = map_;  // the mapping outlives this call whatever another thread does
+        auto* h = header();
+        uint64_t v = 0;
+        auto done = [&] { return (v = h->seq.load(std::memory_order_acquire) >> 1) > since; };
+        if (!detail::wait_until(futex_word(), h->waiters, wake_, done, detail::Deadline::after(timeout.count()),
+                                uint64_t(spin.count()), intr))
+            fail(errc::timeout, "wait on '" + name_ + "': no write after version " + std::to_string(since));
+        return v;
+    }
+
+    // ------------------------------------------------------------ writing
+    // One atomic update made of byte patches (fields not covered keep their value).
+    // lock_timeout 0: return false at once if another writer holds the lock.
+    bool write_patches(const Patch* patches, size_t n, std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
+                       const Interrupt& intr = {}) {
+        check_open();
+        for (size_t i = 0; i < n; ++i)
+            if (uint64_t(patches[i].offset) + patches[i].size > info_.layout.size)
+                fail(errc::invalid_argument, "write to '" + name_ + "': patch past the payload");
+        if (raw_) {
+            for (size_t i = 0; i < n; ++i) raw_write(patches[i]);
+            return true;
+        }
+        if (!lock(lock_timeout, intr)) return false;
+        latch_.write(patches, n);
+        unlock_and_wake();
+        return true;
+    }
+
+    void write(const void* src) {
+        Patch p{0, info_.layout.size, static_cast<const unsigned char*>(src)};
+        write_patches(&p, 1);
+    }
+
+    // Read-modify-write under the writer lock: fn(unsigned char* payload_copy).
+    template <class Fn>
+    void update_bytes(Fn&& fn, std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout) {
+        check_open();
+        std::vector<unsigned char> buf(info_.layout.size);
+        if (raw_) {
+            raw_read(buf.data(), 0, buf.size());
+            fn(buf.data());
+            raw_write(Patch{0, uint32_t(buf.size()), buf.data()});
+            return;
+        }
+        lock(lock_timeout, {});
+        struct Unlock { SharedBlock* b; bool armed = true; ~Unlock() { if (armed) detail::unlock_writer(b->header()->lock_owner); } } guard{this};
+        detail::load_range(buf.data(), latch_.stable_locked(), 0, buf.size());
+        fn(buf.data());
+        Patch p{0, uint32_t(buf.size()), buf.data()};
+        latch_.write(&p, 1);
+        guard.armed = false;
+        unlock_and_wake();
+    }
+
+    // ------------------------------------------------------------ lifetime and facts
+    // Drops this holder; on Linux the last holder of a non-persistent segment removes it.
+    // Zero-copy views (mapping()) stay valid: they keep the mapping alive.
+    void close() noexcept {
+        if (closed_) return;
+        closed_ = true;
+        map_.reset();
+        try { file_.close(!raw_ && !(info_.flags & format::kFlagPersistent)); } catch (...) {}
+    }
+    bool closed() const noexcept { return closed_; }
+
+    const std::string& name() const noexcept { return name_; }
+    const Layout& layout() const noexcept { return info_.layout; }
+    const format::StateInfo& info() const noexcept { return info_; }
+    bool raw() const noexcept { return raw_; }
+    bool persistent() const noexcept { return info_.flags & format::kFlagPersistent; }
+    uint64_t lock_owner() const { return raw_ ? 0 : header()->lock_owner.load(std::memory_order_relaxed); }
+    uint64_t last_writer() const { return raw_ ? 0 : header()->last_writer.load(std::memory_order_relaxed); }
+    uint64_t recoveries() const { return raw_ ? 0 : header()->recoveries.load(std::memory_order_relaxed); }
+    uint32_t waiters() const { return raw_ ? 0 : header()->waiters.load(std::memory_order_relaxed); }
+
+    // The live payload (copy 0: the newest committed value once no write is in flight).
+    // Unsynchronized; hold `mapping()` as long as the pointer is used.
+    unsigned char* data() const { check_open(); return data_; }
+    const std::shared_ptr<detail::os::Mapping>& mapping() const { check_open(); return map_; }
+
+    // For the Python fast path: the latch itself (no checks, the caller did them).
+    const detail::Latch& latch() const noexcept { return latch_; }
+
+private:
+    static bool is_exists(const Error& e) {
+#if defined(_WIN32)
+        return e.code() == std::error_code(183 /*ERROR_ALREADY_EXISTS*/, std::system_category());
+#else
+        return e.code() == std::error_code(EEXIST, std::generic_category());
+#endif
+    }
+    static bool deadline_left(const detail::Deadline& d) {
+        if (d.left() == 0) return false;
+        detail::os::sleep_ns(100000);
+        return true;
+    }
+    static std::string describe_mismatch(const Layout& want, const Layout& have) {
+        if (want.size != have.size)
+            return "payload is " + std::to_string(have.size) + " bytes, expected " + std::to_string(want.size);
+        if (want.fields.size() != have.fields.size())
+            return std::to_string(have.fields.size()) + " fields, expected " + std::to_string(want.fields.size());
+        for (size_t i = 0; i < want.fields.size(); ++i) {
+            const Field& a = want.fields[i];
+            const Field& b = have.fields[i];
+            if (a != b)
+                return "field " + std::to_string(i) + " is '" + b.name + "' (" + char(b.kind) + std::to_string(b.itemsize) +
+                       " x" + std::to_string(b.count) + " at " + std::to_string(b.offset) + "), expected '" + a.name + "' (" +
+                       char(a.kind) + std::to_string(a.itemsize) + " x" + std::to_string(a.count) + " at " +
+                       std::to_string(a.offset) + ")";
+        }
+        return "layouts differ";
+    }
+
+    void attach(format::StateInfo info) {
+        info_ = std::move(info);
+        unsigned char* base = map_->data();
+        data_ = base + info_.header_size;
+        latch_ = detail::Latch(header(), data_, info_.slot_stride, info_.layout.size);
+        wake_ = detail::os::WakeChannel(name_, 0);
+    }
+    void move_from(SharedBlock& o) {
+        name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
+        info_ = std::move(o.info_); latch_ = o.latch_; data_ = o.data_; wake_ = std::move(o.wake_);
+        raw_ = o.raw_; closed_ = o.closed_;
+        o.closed_ = true;
+    }
+    void check_open() const {
+        if (closed_ || !map_) fail(errc::closed, "'" + name_ + "' is closed");
+    }
+    format::StateHeader* header() const { return reinterpret_cast<format::StateHeader*>(map_->data()); }
+    // The futex word: the low half of the little-endian 64-bit sequence.
+    const std::atomic<uint32_t>* futex_word() const {
+        return reinterpret_cast<const std::atomic<uint32_t>*>(&header()->seq);
+    }
+
+    bool lock(std::chrono::nanoseconds timeout, const Interrupt& intr) {
+        auto r = detail::lock_writer(header()->lock_owner, name_, timeout.count(), intr);
+        if (r == detail::LockResult::busy) return false;
+        if (r == detail::LockResult::recovered) {
+            latch_.repair();
+            header()->recoveries.fetch_add(1, std::memory_order_relaxed);
+        }
+        return true;
+    }
+    void unlock_and_wake() {
+        auto* h = header();
+        h->last_writer.store(detail::os::self_owner(), std::memory_order_relaxed);
+        detail::unlock_writer(h->lock_owner);
+        // Ordered after the commit's seq_cst RMW: see wait.hpp.
+        uint32_t w = h->waiters.load(std::memory_order_seq_cst);
+        if (w) detail::os::unpark_all(futex_word(), w, wake_);
+    }
+
+    // Raw segments: best-effort. Re-read until two copies agree (fewer torn reads, no promise).
+    void raw_read(void* dst, size_t off, size_t len) const {
+        auto* out = static_cast<unsigned char*>(dst);
+        std::vector<unsigned char> again(len);
+        for (int i = 0; i < 16; ++i) {
+            raw_copy_out(out, off, len);
+            raw_copy_out(again.data(), off, len);
+            if (std::memcmp(out, again.data(), len) == 0) return;
+        }
+    }
+    void raw_copy_out(unsigned char* out, size_t off, size_t len) const {
+        // Byte-wise relaxed atomics: the payload may end mid-word, and another process
+        // writes it without any protocol.
+        for (size_t i = 0; i < len; ++i)
+            out[i] = reinterpret_cast<const std::atomic<unsigned char>*>(data_ + off + i)->load(std::memory_order_relaxed);
+    }
+    void raw_write(const Patch& p) {
+        for (size_t i = 0; i < p.size; ++i)
+            reinterpret_cast<std::atomic<unsigned char>*>(data_ + p.offset + i)->store(p.data[i], std::memory_order_relaxed);
+    }
+
+    std::string name_;
+    detail::os::SegmentFile file_;
+    std::shared_ptr<detail::os::Mapping> map_;
+    format::StateInfo info_;
+    detail::Latch latch_;
+    unsigned char* data_ = nullptr;
+    mutable detail::os::WakeChannel wake_;
+    bool raw_ = false;
+    bool closed_ = false;
+};
+
+// Typed state: T is trivially copyable and described by SHAREDSTATE_DESCRIBE(T, ...).
+template <class T>
+class SharedState {
+    static_assert(std::is_trivially_copyable<T>::value, "SharedState<T> needs a trivially copyable T");
+
+public:
+    static const Layout& layout() { return sharedstate_layout_of(static_cast<const T*>(nullptr)); }
+
+    static SharedState create(const std::string& name, CreateOptions opt = {}) {
+        return SharedState(SharedBlock::create(name, layout(), opt));
+    }
+    static SharedState open(const std::string& name) { return SharedState(SharedBlock::open(name, &layout())); }
+
+    T read() const {
+        T v;
+        block_.read(&v);
+        return v;
+    }
+    void write(const T& v) { block_.write(&v); }
+    // fn(T&) under the writer lock, starting from the current value.
+    template <class Fn>
+    void update(Fn&& fn) {
+        block_.update_bytes([&](unsigned char* p) {
+            T v;
+            std::memcpy(&v, p, sizeof v);
+            fn(v);
+            std::memcpy(p, &v, sizeof v);
+        });
+    }
+    uint64_t version() const { return block_.version(); }
+    template <class Rep, class Period>
+    uint64_t wait(uint64_t since, std::chrono::duration<Rep, Period> timeout) {
+        return block_.wait(since, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    }
+    uint64_t wait(uint64_t since) { return block_.wait(since, std::chrono::nanoseconds(-1)); }
+    void close() noexcept { block_.close(); }
+    static void unlink(const std::string& name) { SharedBlock::unlink(name); }
+
+    SharedBlock& block() noexcept { return block_; }
+    const SharedBlock& block() const noexcept { return block_; }
+
+private:
+    explicit SharedState(SharedBlock b) : block_(std::move(b)) {}
+    SharedBlock block_;
+};
+
+}  // namespace sharedstate
