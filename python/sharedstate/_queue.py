@@ -1,0 +1,2 @@
+"""Queue and Mailslot (filled in by the Queue work)."""
+__all__: list = []
