@@ -1,0 +1,51 @@
+"""Shared fixtures: unique object names per test, and no /dev/shm entry left behind."""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+
+LINUX = sys.platform.startswith("linux")
+WINDOWS = sys.platform == "win32"
+# Under Wine, Windows CPython reports win32; tests mark Wine's known deviations with this.
+WINE = WINDOWS and bool(os.environ.get("WINEPREFIX") or os.environ.get("SHAREDSTATE_WINE"))
+
+
+def _shm_entries() -> set:
+    try:
+        return set(os.listdir("/dev/shm"))
+    except OSError:
+        return set()
+
+
+@pytest.fixture
+def unique_name(request) -> str:
+    """A name no other test (or earlier run) uses: ss-<test>-<random>."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
+    return f"sst-{base}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def no_shm_leak(request):
+    """Every test leaves /dev/shm as it found it (Linux)."""
+    if not LINUX:
+        yield
+        return
+    before = _shm_entries()
+    yield
+    leaked = {e for e in _shm_entries() - before if e.startswith(("sst-", "sem.sst-"))}
+    for e in leaked:  # clean up so that one leak does not fail every later test
+        try:
+            os.unlink(os.path.join("/dev/shm", e))
+        except OSError:
+            pass
+    if leaked and "allow_shm_leak" not in request.keywords:
+        pytest.fail(f"test left /dev/shm entries behind: {sorted(leaked)}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_shm_leak: the test removes its leftovers itself")
+    config.addinivalue_line("markers", "wine_deviation(reason): Wine behaves differently from Windows here")
+    config.addinivalue_line("markers", "slow: long-running soak test")
