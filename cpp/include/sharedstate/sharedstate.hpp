@@ -3,3 +3,7 @@
 #include "error.hpp"
 #include "layout.hpp"
 #include "state.hpp"
+#include "queue.hpp"
+#include "mailslot.hpp"
+#include "pipe.hpp"
+#include "semaphore.hpp"
