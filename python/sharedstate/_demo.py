@@ -1,0 +1,107 @@
+"""`python -m sharedstate demo`: a C++ game-side simulator feeding Python live.
+
+The simulator (sharedstate-sim, built with the package) creates a SharedState through the
+C++ API and writes the controller's x, y and buttons at ~1 kHz, stamping each write with
+the monotonic clock. This reader waits for every update, reads a consistent snapshot,
+and reports what it saw: values, update rate, frames missed, and the wake-up latency
+(write in C++ -> Python awake with the snapshot in hand).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import List, Optional
+
+from . import _core
+from ._state import SharedState
+
+
+def simulator_path() -> Path:
+    """The sharedstate-sim executable installed with the package (or $SHAREDSTATE_SIM)."""
+    env = os.environ.get("SHAREDSTATE_SIM")
+    if env:
+        return Path(env)
+    exe = "sharedstate-sim.exe" if sys.platform == "win32" else "sharedstate-sim"
+    p = Path(__file__).resolve().parent / "bin" / exe
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: the simulator is built and installed with the package (pip install .)")
+    return p
+
+
+def _percentile(xs: List[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, out=sys.stdout) -> int:
+    name = name or f"sharedstate-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    sim = subprocess.Popen([str(simulator_path()), name, str(seconds), str(rate)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = _read_line(sim, timeout=10.0)
+        if not ready.startswith("ready"):
+            err = sim.stderr.read() if sim.poll() is not None else ""
+            print(f"demo: the simulator did not start: {ready!r} {err}", file=sys.stderr)
+            return 1
+        st = SharedState.open(name)
+        print(f"demo: reading '{name}' written by {simulator_path().name} (pid {sim.pid}) at {rate:.0f} Hz "
+              f"for {seconds:g} s", file=out)
+        print(f"demo: layout {st.layout!r}", file=out)
+        lat_us: List[float] = []
+        updates = missed = 0
+        last_frame = None
+        first = time.monotonic()
+        next_print = first
+        v = st.version
+        with st:
+            while True:
+                try:
+                    v = st.wait(since=v, timeout=0.5)
+                except TimeoutError:
+                    if sim.poll() is not None:
+                        break
+                    continue
+                snap = st.read()
+                now = time.monotonic_ns()
+                lat_us.append((now - snap.sent_ns) / 1000.0)
+                updates += 1
+                if last_frame is not None and snap.frame > last_frame + 1:
+                    missed += snap.frame - last_frame - 1
+                last_frame = snap.frame
+                t = time.monotonic()
+                if t >= next_print:
+                    next_print = t + 0.25
+                    rate_now = updates / max(t - first, 1e-9)
+                    buttons = "".join(c if on else "-" for c, on in
+                                      (("O", snap.is_open), ("R", snap.is_running), ("P", snap.is_pressing)))
+                    print(f"  frame {snap.frame:6d}  x={snap.x:4d} y={snap.y:4d} [{buttons}]  "
+                          f"{rate_now:7.0f} updates/s  wake latency p50 {_percentile(lat_us[-500:], 0.5):6.1f} us",
+                          file=out, flush=True)
+        elapsed = time.monotonic() - first
+        sim.wait(timeout=10)
+        leftover = _core.segment_exists(name)
+        print(f"demo: {updates} updates in {elapsed:.2f} s ({updates / max(elapsed, 1e-9):.0f}/s), "
+              f"{missed} frames skipped by the reader (the state keeps only the latest value)", file=out)
+        print(f"demo: wake latency C++ write -> Python snapshot: p50 {_percentile(lat_us, 0.5):.1f} us, "
+              f"p99 {_percentile(lat_us, 0.99):.1f} us, max {max(lat_us) if lat_us else float('nan'):.1f} us", file=out)
+        print(f"demo: simulator exit code {sim.returncode}; segment left behind: {'YES' if leftover else 'no'}", file=out)
+        return 0 if (updates > 0 and sim.returncode == 0 and not leftover) else 1
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    box: List[str] = []
+    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    return box[0].strip() if box else ""

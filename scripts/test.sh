@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone on a fresh Debian 12 machine (root):
+#   bash scripts/test.sh
+# 1. system packages  2. the package + test extra in a fresh venv  3. pytest (Linux)
+# 4. C++ tests (ctest)  5. hardening (sanitizers, fuzzing)  6. Windows build + tests under Wine
+# Each stage prints a summary line; the script fails if any stage fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+t0=$(date +%s)
+log() { echo "[test +$(( $(date +%s) - t0 ))s] $*"; }
+failed=()
+
+# ---------------------------------------------------------------- 1. system packages
+need=()
+for p in cmake g++ python3-venv; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+command -v cmake >/dev/null && need=("${need[@]/cmake}")
+if [ -n "$(echo "${need[@]}" | tr -d ' ')" ] && [ "$(id -u)" = 0 ]; then
+  log "apt-get install ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${need[*]} >/dev/null
+fi
+
+# ---------------------------------------------------------------- 2. install
+venv=${SHAREDSTATE_VENV:-$root/build/venv}
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating venv $venv"
+  python3 -m venv "$venv" || exit 1
+fi
+log "pip install .[test]"
+"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+"$venv/bin/python" -m pip install -q ".[test]" || { echo "pip install failed"; exit 1; }
+export PATH="$venv/bin:$PATH"
+
+# ---------------------------------------------------------------- 3. Python tests
+log "pytest"
+( cd "$root" && "$venv/bin/python" -m pytest tests -q -p no:cacheprovider ) || failed+=("pytest")
+
+# ---------------------------------------------------------------- 4. C++ tests
+log "C++ tests (ctest)"
+cmake -S . -B build/cpp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHAREDSTATE_TESTS=ON >/dev/null &&
+  cmake --build build/cpp -j2 >/dev/null &&
+  ctest --test-dir build/cpp --output-on-failure -j2 || failed+=("ctest")
+
+# ---------------------------------------------------------------- 5. hardening
+if [ -f scripts/hardening.sh ] && [ "${SHAREDSTATE_SKIP_HARDENING:-0}" != 1 ]; then
+  log "hardening"
+  bash scripts/hardening.sh || failed+=("hardening")
+fi
+
+# ---------------------------------------------------------------- 6. Windows under Wine
+if [ -f scripts/test-windows.sh ] && [ "${SHAREDSTATE_SKIP_WINDOWS:-0}" != 1 ]; then
+  log "Windows (mingw-w64 + Wine)"
+  bash scripts/test-windows.sh || failed+=("windows")
+fi
+
+log "done"
+if ((${#failed[@]})); then
+  echo "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "all stages passed"
