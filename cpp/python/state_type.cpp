@@ -238,7 +238,12 @@ PyObject* state_read_into(PyObject* self, PyObject* arg) {
     auto* s = reinterpret_cast<StateCore*>(self);
     if (!check_open(s)) return nullptr;
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) return nullptr;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "read_into('%s') needs a writable contiguous buffer, not %.100s",
+                     s->blk->name().c_str(), Py_TYPE(arg)->tp_name);
+        return nullptr;
+    }
     uint32_t size = s->layout->size;
     if (size_t(view.len) < size) {
         PyErr_Format(PyExc_ValueError, "read_into('%s'): buffer of %zd bytes, the payload is %u", s->blk->name().c_str(), view.len, size);

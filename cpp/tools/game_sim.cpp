@@ -3,6 +3,8 @@
 // frame counter and the send time so that the reader can measure its wake-up latency.
 //
 //   sharedstate-sim NAME [seconds=3] [rate_hz=1000]
+// rate_hz 0 writes as fast as it can with checkable values (x == y == frame, is_pressing ==
+// frame is odd, is_open == !is_pressing): the tests use it to look for torn snapshots.
 #include <sharedstate/sharedstate.hpp>
 
 #include <chrono>
@@ -36,7 +38,7 @@ int main(int argc, char** argv) {
         std::printf("ready %s\n", name.c_str());
         std::fflush(stdout);
         using clock = std::chrono::steady_clock;
-        const auto period = std::chrono::nanoseconds(int64_t(1e9 / rate));
+        const auto period = std::chrono::nanoseconds(rate > 0 ? int64_t(1e9 / rate) : 0);
         const auto start = clock::now();
         auto next = start;
         for (uint32_t frame = 1;; ++frame) {
@@ -44,12 +46,20 @@ int main(int argc, char** argv) {
             double t = std::chrono::duration<double>(now - start).count();
             if (t >= seconds) break;
             DemoController c{};
+            c.frame = frame;
+            c.is_running = true;
+            if (rate <= 0) {  // stress mode: every field derived from the frame
+                c.x = c.y = int32_t(frame);
+                c.is_pressing = frame & 1;
+                c.is_open = !c.is_pressing;
+                c.sent_ns = frame * 3ull;
+                st.write(c);
+                continue;
+            }
             c.x = int32_t(400 + 300 * std::cos(t * 2.0));
             c.y = int32_t(300 + 200 * std::sin(t * 2.0));
             c.is_open = true;
-            c.is_running = true;
             c.is_pressing = (frame / 250) % 2 == 1;
-            c.frame = frame;
             c.sent_ns = uint64_t(sharedstate::detail::os::monotonic_ns());
             st.write(c);
             next += period;
