@@ -241,7 +241,9 @@ public:
         if (closed_) return;
         closed_ = true;
         map_.reset();
-        try { file_.close(!raw_ && !(info_.flags & format::kFlagPersistent)); } catch (...) {}
+        // Only a segment we validated as ours is ever removed: a foreign or corrupt object
+        // that failed open() is left exactly as it was found.
+        try { file_.close(managed_ && !(info_.flags & format::kFlagPersistent)); } catch (...) {}
     }
     bool closed() const noexcept { return closed_; }
 
@@ -299,11 +301,12 @@ private:
         data_ = base + info_.header_size;
         latch_ = detail::Latch(header(), data_, info_.slot_stride, info_.layout.size);
         wake_ = detail::os::WakeChannel(name_, 0);
+        managed_ = true;
     }
     void move_from(SharedBlock& o) {
         name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
         info_ = std::move(o.info_); latch_ = o.latch_; data_ = o.data_; wake_ = std::move(o.wake_);
-        raw_ = o.raw_; closed_ = o.closed_;
+        raw_ = o.raw_; closed_ = o.closed_; managed_ = o.managed_;
         o.closed_ = true;
     }
     void check_open() const {
@@ -363,6 +366,7 @@ private:
     mutable detail::os::WakeChannel wake_;
     bool raw_ = false;
     bool closed_ = false;
+    bool managed_ = false;  // a validated sharedstate segment: its lifetime is ours to manage
 };
 
 // Typed state: T is trivially copyable and described by SHAREDSTATE_DESCRIBE(T, ...).
