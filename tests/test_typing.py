@@ -1,0 +1,88 @@
+"""Typing: the hand-kept _core.pyi matches the compiled module, and the public API is clean
+under `mypy --strict` in an example that uses every public class."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sharedstate
+from sharedstate import _core
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = Path(sharedstate.__file__).resolve().parent
+STUB = PKG / "_core.pyi"
+TOUR = ROOT / "examples" / "typing_tour.py"
+
+
+def _stub_names(path: Path) -> set:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    # Private aliases of the stub itself (_FieldTuple) are not module names.
+    return {n for n in names if not re.match(r"_[A-Z]", n)}
+
+
+def _module_names() -> set:
+    return {n for n in dir(_core) if not (n.startswith("__") and n != "__version__")}
+
+
+def test_stub_is_installed_with_py_typed():
+    assert STUB.is_file(), f"{STUB} is not installed next to the compiled module"
+    assert (PKG / "py.typed").is_file()
+
+
+def test_stub_names_match_the_compiled_module():
+    stub, mod = _stub_names(STUB), _module_names()
+    if "__version__" not in mod:
+        stub.discard("__version__")
+    assert not (mod - stub), f"names in _core without a stub in _core.pyi: {sorted(mod - stub)}"
+    assert not (stub - mod), f"stubs in _core.pyi for names _core does not have: {sorted(stub - mod)}"
+
+
+def test_stub_class_members_match():
+    tree = ast.parse(STUB.read_text())
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or not hasattr(_core, node.name):
+            continue
+        cls = getattr(_core, node.name)
+        if issubclass(cls, BaseException):
+            continue
+        stubbed = {n.name for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("__")}
+        real = {n for n in dir(cls) if not n.startswith("_")}
+        assert stubbed == real, f"_core.{node.name}: stub has {sorted(stubbed)}, module has {sorted(real)}"
+
+
+def test_public_api_is_clean_under_mypy_strict(tmp_path):
+    pytest.importorskip("mypy", reason="mypy is not installed (add it to the test extra)")
+    env = dict(os.environ)
+    env.pop("MYPYPATH", None)
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+                        "--cache-dir", str(tmp_path / "cache"), str(TOUR)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, f"mypy --strict {TOUR.name}:\n{r.stdout}{r.stderr}"
+
+
+def test_mypy_catches_misuse(tmp_path):
+    """The stubs are real types, not Any: misuse of the API is an error."""
+    pytest.importorskip("mypy", reason="mypy is not installed (add it to the test extra)")
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sharedstate as ss\n"
+                   "st = ss.SharedState.open('x')\n"
+                   "v: str = st.version\n"
+                   "ss.Layout.opaque('12')\n")
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(bad)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1
+    assert "bad.py:3" in r.stdout and "bad.py:4" in r.stdout, r.stdout
