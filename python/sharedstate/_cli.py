@@ -159,6 +159,29 @@ class Peek:
         p["persistent"] = bool(p["flags"] & FLAG_PERSISTENT)
         return p
 
+    # ---- the queue header (cpp/include/sharedstate/queue.hpp, docs/format-queue.md)
+    def queue_facts(self) -> Dict[str, Any]:
+        p = self.preamble()
+        if p["format_version"] != 1 or p["kind_code"] != KIND_QUEUE or p["header_size"] != 320:
+            raise Problem("queue header: version, kind or header size is wrong")
+        capacity, max_message, record_align = struct.unpack("<QII", self.pread(16, 24))
+        if capacity < 256 or capacity > (1 << 30) or capacity & (capacity - 1):
+            raise Problem(f"queue capacity {capacity} is not a power of two in 256..2^30")
+        if p["segment_size"] != 320 + capacity:
+            raise Problem("segment size field inconsistent")
+        if p["segment_size"] > self.size:
+            raise Problem(f"truncated ({self.size} bytes, needs {p['segment_size']})")
+        pre = bytearray(self.pread(56, 8))
+        pre[40:44] = b"\0\0\0\0"
+        if _fnv1a(bytes(pre)) != p["checksum"]:
+            raise Problem("header checksum mismatch")
+        tail, puts, recoveries = self.u64(72), self.u64(80), self.u64(88)
+        head, gets, skipped, consumer = self.u64(128), self.u64(136), self.u64(144), self.u64(152)
+        return dict(header_size=320, segment_size=p["segment_size"], capacity=capacity, max_message=max_message,
+                    pending=max(0, puts - gets), used_bytes=max(0, tail - head), puts=puts, gets=gets,
+                    skipped=skipped, recoveries=recoveries,
+                    consumer=None if consumer == 0 else {"pid": consumer >> 32, "alive": owner_alive(consumer)})
+
     def live(self) -> Dict[str, int]:
         return dict(seq=self.u64(OFF_SEQ), lock_owner=self.u64(OFF_LOCK), last_writer=self.u64(OFF_LAST_WRITER),
                     recoveries=self.u64(OFF_RECOVERIES), waiters=self.u32(OFF_WAITERS))
@@ -287,8 +310,10 @@ def describe(name: str, *, value: bool = True) -> Dict[str, Any]:
         d["creator_pid"] = pre["creator_pid"]
         d["created"] = _iso(pre["created_unix_ns"])
         if kind == "queue":
-            d["header_size"] = pre["header_size"]
-            d["segment_size"] = pre["segment_size"]
+            try:
+                d.update(p.queue_facts())
+            except Problem as e:
+                d["problem"] = str(e)
             return d
         try:
             h = p.state_header()
@@ -388,7 +413,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         elif d["kind"] == "state":
             layout = layout_text(d["layout"]) + (" (persistent)" if d.get("persistent") else "")
         elif d["kind"] == "queue":
-            layout = "-"
+            layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
+                      + (" (persistent)" if d.get("persistent") else ""))
         else:
             layout = "(no sharedstate header)"
         holders = "yes" if d["holders_alive"] else "no"
@@ -438,10 +464,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for key, label in (("format_version", "format"), ("persistent", "persistent"), ("creator_pid", "creator pid"),
                        ("created", "created"), ("header_size", "header size"), ("payload_size", "payload size"),
                        ("payload_align", "payload align"), ("slot_stride", "slot stride"),
-                       ("segment_size", "segment size"), ("version", "version"), ("recoveries", "recoveries"),
+                       ("segment_size", "segment size"), ("version", "version"), ("capacity", "capacity"),
+                       ("max_message", "max message"), ("pending", "pending"), ("used_bytes", "used bytes"),
+                       ("puts", "puts"), ("gets", "gets"), ("skipped", "skipped"), ("recoveries", "recoveries"),
                        ("waiters", "waiters")):
         if key in d and d[key] is not None:
             print(f"  {label:<15} {d[key]}", file=out)
+    if d["kind"] == "queue" and "capacity" in d:
+        print(f"  consumer        {_owner_text(d.get('consumer'), 'none')}", file=out)
     if d["kind"] == "state" and "layout" in d:
         wl, lw = d.get("writer_lock"), d.get("last_writer")
         print(f"  writer lock     {_owner_text(wl, 'free')}", file=out)
