@@ -20,22 +20,28 @@ def _shm_entries() -> set:
         return set()
 
 
+_issued: list = []  # names handed out by unique_name during the current test
+
+
 @pytest.fixture
 def unique_name(request) -> str:
-    """A name no other test (or earlier run) uses: ss-<test>-<random>."""
+    """A name no other test (or earlier run) uses: sst-<test>-<random>."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
-    return f"sst-{base}-{uuid.uuid4().hex[:10]}"
+    name = f"sst-{base}-{uuid.uuid4().hex[:10]}"
+    _issued.append(name)
+    return name
 
 
 @pytest.fixture(autouse=True)
 def no_shm_leak(request):
-    """Every test leaves /dev/shm as it found it (Linux)."""
-    if not LINUX:
-        yield
-        return
-    before = _shm_entries()
+    """Every test leaves /dev/shm as it found it (Linux): nothing named after a name the
+    test was given (segments, "sem.NAME" semaphores, derived "NAME-..." objects)."""
+    _issued.clear()
     yield
-    leaked = {e for e in _shm_entries() - before if e.startswith(("sst-", "sem.sst-"))}
+    if not LINUX or not _issued:
+        return
+    mine = tuple(_issued) + tuple("sem." + n for n in _issued)
+    leaked = {e for e in _shm_entries() if e.startswith(mine)}
     for e in leaked:  # clean up so that one leak does not fail every later test
         try:
             os.unlink(os.path.join("/dev/shm", e))

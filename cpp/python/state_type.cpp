@@ -27,6 +27,9 @@ struct StateCore {
     Layout* layout;
     PyTypeObject* snap_type;               // a tuple subclass (namedtuple) or null: plain tuple
     PyObject* index;                       // {field name: position}
+    PyObject* last_snap;                   // the last snapshot read() built, and the seq it was
+    uint64_t last_seq;                     //   read at: an unchanged seq returns it again
+    bool no_cache;                         // set once a writable view exists in this process
     double lock_timeout;                   // seconds a writer waits for another writer
     PyObject* weakrefs;
 };
@@ -214,15 +217,24 @@ bool commit(StateCore* s, const SharedBlock::Patch* p, size_t n) {
 constexpr size_t kStack = 512;
 
 // ------------------------------------------------------------------ StateCore methods
+// Snapshots are immutable: when the sequence has not moved since the last read() (no write
+// committed or begun since), that snapshot is the answer again, with no copy and no
+// allocation. Any write moves the 64-bit sequence forward, so an equal value means equal
+// bytes (writable views bypass the sequence: having one turns this off, see view()).
 PyObject* state_read(PyObject* self, PyObject*) {
     auto* s = reinterpret_cast<StateCore*>(self);
     if (!check_open(s)) return nullptr;
+    if (s->last_snap && s->blk->latch().seq() == s->last_seq) {
+        Py_INCREF(s->last_snap);
+        return s->last_snap;
+    }
     const Layout& L = *s->layout;
     unsigned char small[kStack];
     std::unique_ptr<unsigned char[]> big;
     unsigned char* buf = small;
     if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
-    if (!copy_out(s, buf, 0, L.size)) return nullptr;
+    uint64_t seq = 0;
+    if (!copy_out(s, buf, 0, L.size, &seq)) return nullptr;
     Py_ssize_t n = Py_ssize_t(L.fields.size());
     PyObject* t = s->snap_type ? s->snap_type->tp_alloc(s->snap_type, n) : PyTuple_New(n);
     if (!t) return nullptr;
@@ -230,6 +242,11 @@ PyObject* state_read(PyObject* self, PyObject*) {
         PyObject* v = field_to_py(L.fields[size_t(i)], buf);
         if (!v) { Py_DECREF(t); return nullptr; }
         PyTuple_SET_ITEM(t, i, v);
+    }
+    if (!s->blk->raw() && !s->no_cache) {
+        Py_INCREF(t);
+        Py_XSETREF(s->last_snap, t);
+        s->last_seq = seq;
     }
     return t;
 }
@@ -415,12 +432,14 @@ void state_dealloc(PyObject* self) {
     delete s->layout;
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
+    Py_CLEAR(s->last_snap);
     Py_TYPE(self)->tp_free(self);
 }
 int state_traverse(PyObject* self, visitproc visit, void* arg) {
     auto* s = reinterpret_cast<StateCore*>(self);
     Py_VISIT(s->snap_type);
     Py_VISIT(s->index);
+    Py_VISIT(s->last_snap);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -428,6 +447,7 @@ int state_clear(PyObject* self) {
     auto* s = reinterpret_cast<StateCore*>(self);
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
+    Py_CLEAR(s->last_snap);
     return 0;
 }
 PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
@@ -438,6 +458,9 @@ PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
     s->layout = nullptr;
     s->snap_type = nullptr;
     s->index = nullptr;
+    s->last_snap = nullptr;
+    s->last_seq = 0;
+    s->no_cache = false;
     s->lock_timeout = 5.0;
     s->weakrefs = nullptr;
     return reinterpret_cast<PyObject*>(s);
@@ -585,6 +608,7 @@ void bind_state(py::module_& m) {
         PyObject* old = reinterpret_cast<PyObject*>(s->snap_type);
         s->snap_type = type.is_none() ? nullptr : reinterpret_cast<PyTypeObject*>(type.inc_ref().ptr());
         Py_XDECREF(old);
+        Py_CLEAR(s->last_snap);
     });
     m.def("_state_layout", [](py::handle self) {
         auto b = block_of(self);
@@ -613,6 +637,11 @@ void bind_state(py::module_& m) {
     m.def("_state_closed", [](py::handle self) { return core_of(self)->blk == nullptr; });
     m.def("_state_buffer", [](py::handle self, bool writable) {
         auto b = block_of(self);
+        if (writable) {  // writes through it bypass the sequence: stop reusing snapshots
+            StateCore* s = core_of(self);
+            s->no_cache = true;
+            Py_CLEAR(s->last_snap);
+        }
         return MappedBuffer{b->mapping(), b->data(), b->layout().size, !writable};
     });
     m.def("_state_info", [](py::handle self) {
