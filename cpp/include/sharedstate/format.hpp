@@ -131,6 +131,27 @@ inline void write_field_table(unsigned char* base, const Layout& l) {
     }
 }
 
+// A field name from a header must be well-formed UTF-8 (FORMAT.md): Python decodes these
+// names, and a hostile header must fail here as corrupt, not later in a decoder.
+inline bool valid_field_name(const char* s, size_t n) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        size_t more = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 9;
+        if (more == 9 || i + more >= n) return false;
+        uint32_t cp = more == 0 ? c : more == 1 ? (c & 0x1fu) : more == 2 ? (c & 0x0fu) : (c & 0x07u);
+        for (size_t k = 1; k <= more; ++k) {
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3fu);
+        }
+        // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[more] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return false;
+        i += more + 1;
+    }
+    return true;
+}
+
 // Parse the field table; every value is bounds-checked, nothing else is trusted.
 inline Layout read_field_table(const unsigned char* base, uint32_t count, uint32_t payload_size, uint32_t align,
                                const std::string& name) {
@@ -142,7 +163,7 @@ inline Layout read_field_table(const unsigned char* base, uint32_t count, uint32
         FieldEntry e;
         std::memcpy(&e, base + kFieldsOffset + size_t(i) * sizeof e, sizeof e);
         size_t len = strnlen(e.name, sizeof e.name);
-        if (len == 0 || len > kMaxFieldName)
+        if (len == 0 || len > kMaxFieldName || !valid_field_name(e.name, len))
             fail(errc::corrupt_segment, "segment '" + name + "': field " + std::to_string(i) + " has no valid name");
         l.fields.push_back(Field{std::string(e.name, len), Kind(e.kind), e.itemsize, e.offset, e.count});
     }
