@@ -1,0 +1,272 @@
+"""Property test: whatever bytes a segment holds, opening it from Python never crashes.
+
+Hypothesis builds random and mutated segments (a real segment's bytes with header fields
+overwritten, bits flipped, the file cut or extended, the checksum optionally recomputed so
+that the mutation reaches the structural checks behind it). Each one is opened, read,
+written and waited on in a CHILD process, so a crash shows up as a negative return code
+instead of killing the test run. The only acceptable outcomes are a working object or one
+of the clear exceptions below.
+
+Budget: SST_FUZZ_EXAMPLES (default 1000, a few seconds); scripts/hardening.sh raises it.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import sharedstate as ss
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="plants bytes in /dev/shm")
+
+EXAMPLES = int(os.environ.get("SST_FUZZ_EXAMPLES", "1000"))
+ALLOWED = {"CorruptSegmentError", "WrongKindError", "LayoutMismatchError", "ValueError", "UnicodeDecodeError",
+           "OSError", "FileNotFoundError", "PermissionError", "TimeoutError", "FileExistsError"}
+
+# The child: opens each name it is sent and does everything a user would; answers one JSON
+# line per name. It survives every allowed exception; anything else is reported by name.
+WORKER = textwrap.dedent(r"""
+    import json, keyword, sys
+    import sharedstate as ss
+    for line in sys.stdin:
+        name = line.strip()
+        try:
+            st = ss.SharedState.open(name)
+            try:
+                st.lock_timeout = 0.01
+                snap = st.read()
+                v = st.version
+                st.info()
+                arr = st.view()
+                arr.tobytes()
+                buf = bytearray(st.layout.size)
+                st.read_into(buf)
+                for f in st.layout.names:
+                    if f.isidentifier() and not keyword.iskeyword(f):  # others: AttributeError, reported
+                        st[f]
+                try:
+                    st.write(bytes(buf))  # whole payload (names may not be identifiers)
+                    assert st.version > v, "write did not advance the version"
+                except TimeoutError:
+                    pass  # the lock word is input too: a live owner (e.g. pid 1)
+                try:
+                    st.wait(since=st.version, timeout=0)
+                except TimeoutError:
+                    pass
+                out = {"ok": True, "size": st.layout.size}
+            finally:
+                st.close()
+        except Exception as e:  # noqa: BLE001 - classified by the parent
+            out = {"ok": False, "type": type(e).__name__, "mro": [c.__name__ for c in type(e).__mro__],
+                   "msg": str(e)[:300]}
+        print(json.dumps(out), flush=True)
+""")
+
+
+class Worker:
+    def __init__(self):
+        self.p = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, bufsize=1)
+
+    def open(self, name: str) -> dict:
+        self.p.stdin.write(name + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            rc = self.p.wait()
+            self.p = None
+            return {"crashed": rc}
+        return json.loads(line)
+
+    def close(self):
+        if self.p:
+            self.p.stdin.close()
+            self.p.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    for kind in ("controller", "mixed", "wide"):
+        _valid_bytes(kind)  # made once, before the examples (and the leak check) start
+    w = Worker()
+    yield w
+    w.close()
+
+
+def _fnv1a(data: bytes, h: int = 2166136261) -> int:
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _fix_checksum(data: bytearray) -> None:
+    """Recompute the header checksum (FORMAT.md) if the field table lies inside the bytes."""
+    if len(data) < 64:
+        return
+    count = struct.unpack_from("<I", data, 36)[0]
+    end = 256 + 48 * count
+    if count > 4096 or end > len(data):
+        return
+    pre = bytearray(data[8:64])
+    pre[40:44] = b"\0\0\0\0"  # the checksum field (byte 48) as 0
+    struct.pack_into("<I", data, 48, _fnv1a(bytes(data[256:end]), _fnv1a(bytes(pre))))
+
+
+_SEEDS: dict = {}
+
+
+def _valid_bytes(kind: str) -> bytes:
+    """A real segment's bytes, made by the library itself (persistent so that they can be copied)."""
+    if kind not in _SEEDS:
+        layouts = {
+            "controller": ss.CONTROLLER,
+            "mixed": ss.Layout([("t", "<f8"), ("v", "<f4", (4,)), ("id", "<u8"), ("name", "S16"), ("k", "<i2", (3,))]),
+            "wide": ss.Layout([(f"f{i}", "<i4") for i in range(40)]),
+        }
+        name = f"sst-fuzzseed-{os.getpid()}-{kind}"
+        with ss.SharedState.create(name, layouts[kind], persistent=True) as s:
+            s.write(**{f.name: 1 for f in s.layout.fields if f.count == 1 and f.kind != "S"})
+        path = Path("/dev/shm") / name
+        _SEEDS[kind] = path.read_bytes()
+        path.unlink()
+    return _SEEDS[kind]
+
+
+# Header fields (offset, struct format) from docs/FORMAT.md, plus the live words.
+HEADER_FIELDS = [(0, "<Q"), (8, "<H"), (10, "<H"), (12, "<I"), (16, "<Q"), (24, "<I"), (28, "<I"), (32, "<I"),
+                 (36, "<I"), (40, "<I"), (44, "<I"), (48, "<I"), (52, "<I"), (56, "<Q"),
+                 (64, "<Q"), (72, "<Q"), (80, "<Q"), (128, "<Q"), (192, "<I")]
+# Field table entry i at 256 + 48 i: name[32], offset, count, kind, itemsize, reserved.
+ENTRY_FIELDS = [(0, "32s"), (32, "<I"), (36, "<I"), (40, "c"), (41, "B"), (42, "<H"), (44, "<I")]
+INTERESTING = [0, 1, 2, 7, 8, 63, 64, 255, 256, 257, 511, 512, 4096, 2**16 - 1, 2**31 - 1, 2**31, 2**32 - 1,
+               2**63, 2**64 - 1]
+
+
+@st.composite
+def mutated_segment(draw):
+    data = bytearray(_valid_bytes(draw(st.sampled_from(["controller", "mixed", "wide"]))))
+    for _ in range(draw(st.integers(1, 4))):
+        what = draw(st.sampled_from(["header", "entry", "flip", "bytes", "truncate", "extend"]))
+        if what == "header":
+            off, fmt = draw(st.sampled_from(HEADER_FIELDS))
+            bits = struct.calcsize(fmt) * 8
+            value = draw(st.one_of(st.sampled_from(INTERESTING), st.integers(0, 2**bits - 1))) % (2**bits)
+            if off + struct.calcsize(fmt) <= len(data):
+                struct.pack_into(fmt, data, off, value)
+        elif what == "entry":
+            i = draw(st.integers(0, 40))
+            off, fmt = draw(st.sampled_from(ENTRY_FIELDS))
+            pos = 256 + 48 * i + off
+            if fmt == "32s":
+                value = draw(st.binary(min_size=0, max_size=32))
+            elif fmt == "c":
+                value = draw(st.sampled_from([b"i", b"u", b"f", b"b", b"S", b"V", b"\0", b"z", b"\xff"]))
+            else:
+                bits = struct.calcsize(fmt) * 8
+                value = draw(st.one_of(st.sampled_from(INTERESTING), st.integers(0, 2**bits - 1))) % (2**bits)
+            if pos + struct.calcsize(fmt) <= len(data):
+                struct.pack_into(fmt, data, pos, value)
+        elif what == "flip" and data:
+            pos = draw(st.integers(0, len(data) - 1))
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif what == "bytes" and data:
+            pos = draw(st.integers(0, len(data) - 1))
+            chunk = draw(st.binary(min_size=1, max_size=16))
+            data[pos:pos + len(chunk)] = chunk
+        elif what == "truncate":
+            data = data[:draw(st.integers(0, len(data)))]
+        elif what == "extend":
+            data += draw(st.binary(min_size=1, max_size=300))
+    if draw(st.booleans()):
+        _fix_checksum(data)
+    return bytes(data)
+
+
+def random_segment():
+    return st.one_of(
+        st.binary(min_size=0, max_size=1200),
+        # Random bytes behind a real magic: past the first check.
+        st.binary(min_size=0, max_size=1200).map(lambda b: b"SHSTATE1" + b),
+        st.binary(min_size=0, max_size=1200).map(lambda b: b"SHQUEUE1" + b),
+    )
+
+
+def _check(worker, name: str, data: bytes, hold: bool, persistent: bool) -> dict:
+    data = bytearray(data)
+    if persistent and len(data) >= 48:  # else open() finds no holder and removes it
+        data[44] |= 1
+        _fix_checksum(data)
+    path = Path("/dev/shm") / name
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.write(fd, bytes(data))
+        if hold:  # act as a live holder (a creator): open() then trusts it is in use
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        res = worker.open(name)
+    finally:
+        os.close(fd)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    if "crashed" in res:
+        pytest.fail(f"opening a {len(data)}-byte segment CRASHED the child (return code {res['crashed']}); "
+                    f"bytes: {bytes(data[:512]).hex()}")
+    if not res["ok"]:
+        assert res["type"] in ALLOWED or set(res["mro"]) & {"OSError", "ValueError"}, res
+        assert res["msg"], "an error without a message"
+        if res["type"] not in ("TimeoutError",):
+            assert name in res["msg"] or "layout" in res["msg"], f"message does not name the object: {res}"
+    return res
+
+
+COUNTS = {"examples": 0, "ok": 0, "errors": {}}
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(data=mutated_segment(), hold=st.booleans(), persistent=st.booleans())
+def test_mutated_segments_never_crash(worker, unique_name, data, hold, persistent):
+    # magic 0 with a holder is "a creator still writing": open() waits a second for it
+    hold = hold and data[:8] != bytes(8) and len(data) >= 256
+    res = _check(worker, unique_name, data, hold, persistent)
+    name = unique_name
+    COUNTS["examples"] += 1
+    COUNTS["ok"] += res["ok"]
+    if not res["ok"]:
+        key = res["type"] + ": " + re.sub(r"\d+", "N", res["msg"].replace(name, "NAME"))[:60]
+        COUNTS["errors"][key] = COUNTS["errors"].get(key, 0) + 1
+
+
+@settings(max_examples=max(EXAMPLES // 2, 20), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(data=random_segment(), persistent=st.booleans())
+def test_random_segments_never_crash(worker, unique_name, data, persistent):
+    res = _check(worker, unique_name, data, False, persistent)
+    name = unique_name
+    COUNTS["examples"] += 1
+    COUNTS["ok"] += res["ok"]
+    if not res["ok"]:
+        key = res["type"] + ": " + re.sub(r"\d+", "N", res["msg"].replace(name, "NAME"))[:60]
+        COUNTS["errors"][key] = COUNTS["errors"].get(key, 0) + 1
+
+
+def test_fuzz_found_valid_objects_too(worker, unique_name):
+    """The fuzz reached past validation: an unmutated segment opens and works in the child."""
+    res = _check(worker, unique_name, _valid_bytes("mixed"), True, False)
+    assert res["ok"], res
+    print(f"\nfuzz: {COUNTS['examples']} segments opened in a child, {COUNTS['ok']} valid objects, 0 crashes")
+    for key, n in sorted(COUNTS["errors"].items(), key=lambda kv: -kv[1])[:25]:
+        print(f"  {n:6d}  {key}")
