@@ -58,7 +58,8 @@ def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, 
         updates = missed = 0
         last_frame = None
         first = time.monotonic()
-        next_print = first
+        last_update = first
+        next_print = first + 0.25
         v = st.version
         with st:
             while True:
@@ -75,7 +76,7 @@ def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, 
                 if last_frame is not None and snap.frame > last_frame + 1:
                     missed += snap.frame - last_frame - 1
                 last_frame = snap.frame
-                t = time.monotonic()
+                t = last_update = time.monotonic()
                 if t >= next_print:
                     next_print = t + 0.25
                     rate_now = updates / max(t - first, 1e-9)
@@ -84,7 +85,7 @@ def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, 
                     print(f"  frame {snap.frame:6d}  x={snap.x:4d} y={snap.y:4d} [{buttons}]  "
                           f"{rate_now:7.0f} updates/s  wake latency p50 {_percentile(lat_us[-500:], 0.5):6.1f} us",
                           file=out, flush=True)
-        elapsed = time.monotonic() - first
+        elapsed = last_update - first
         sim.wait(timeout=10)
         leftover = _core.segment_exists(name)
         print(f"demo: {updates} updates in {elapsed:.2f} s ({updates / max(elapsed, 1e-9):.0f}/s), "
