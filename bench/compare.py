@@ -1,0 +1,652 @@
+#!/usr/bin/env python3
+"""sharedstate beside its peers, in one process tree and one run, with ratios.
+
+    python bench/compare.py            # full run (~10 minutes on a 2-vCPU VM)
+    python bench/compare.py --quick    # short run (< 2 minutes)
+    python bench/compare.py --only access,roundtrip   # sections: access, cxx, roundtrip, throughput, torn
+
+Writes bench/results/compare.md, compare.json and roundtrip.png (see bench/README.md).
+Absolute figures drift between runs and machines; the ratios, measured side by side in one
+run, are the point. Peers that are not installed are reported as "skipped: <reason>".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import timeit
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import peers  # noqa: E402
+from peers import Skip  # noqa: E402
+
+CTX = mp.get_context("fork")
+SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn")
+
+
+# ================================================================== plumbing
+def cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def pin(cpu):
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except (AttributeError, OSError):
+        pass
+
+
+class Alarm:
+    """Raise TimeoutError in this (main) thread after `seconds`: a pure-Python spin loop
+    or a blocking call in a peer must not hang the whole run."""
+
+    def __init__(self, seconds, what):
+        self.seconds, self.what = seconds, what
+
+    def _fire(self, *_):
+        raise TimeoutError(f"{self.what}: no progress for {self.seconds:.0f} s")
+
+    def __enter__(self):
+        self.old = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+def pct(sorted_vals, q):
+    if not sorted_vals:
+        return float("nan")
+    k = min(len(sorted_vals) - 1, max(0, int(round(q / 100 * (len(sorted_vals) - 1)))))
+    return sorted_vals[k]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _child(mech, role, n, go, ready, done, errq, cpu):
+    """The forked child: pin, wait for "go", open, say "ready", do its part."""
+    try:
+        pin(cpu)
+        if not go.wait(60):
+            raise TimeoutError("parent never said go")
+        mech.child_open()
+        ready.set()
+        if role == "torn":
+            mech.writer()          # runs until the parent kills it
+        else:
+            mech.child_main(n)
+            done.set()
+        mech.child_close()
+    except BaseException as e:  # report to the parent, which prints it
+        errq.put(f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+        ready.set()
+        done.set()
+
+
+class Pair:
+    """One parent/child pair around a mechanism (see peers.py for the hooks)."""
+
+    def __init__(self, mech, role, n_child, cpu_parent, cpu_child, timeout):
+        self.mech, self.role, self.timeout = mech, role, timeout
+        self.go, self.ready, self.done = CTX.Event(), CTX.Event(), CTX.Event()
+        self.errq = CTX.SimpleQueue()
+        pin(cpu_parent)
+        mech.prepare()
+        self.proc = CTX.Process(target=_child, args=(mech, role, n_child, self.go, self.ready, self.done,
+                                                       self.errq, cpu_child), daemon=True)
+        self.proc.start()
+
+    def __enter__(self):
+        m = self.mech
+        try:
+            with Alarm(self.timeout, f"{type(m).__name__} open"):
+                if m.parent_first:
+                    m.parent_open()
+                    self.go.set()
+                else:
+                    self.go.set()
+                    m.parent_open()
+                if not self.ready.wait(self.timeout):
+                    raise TimeoutError("child never got ready")
+            self.check()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def check(self):
+        if not self.errq.empty():
+            raise RuntimeError("child failed: " + self.errq.get())
+
+    def wait_done(self):
+        if not self.done.wait(self.timeout):
+            raise TimeoutError("child did not finish")
+        self.check()
+
+    def __exit__(self, *exc):
+        if self.role == "torn" and self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        try:
+            self.mech.close()
+        except Exception as e:
+            log(f"  (close of {type(self.mech).__name__} failed: {e})")
+
+
+def label_of(m, factory, key):
+    if m is not None:
+        return m.name
+    return getattr(factory, "name", key) if isinstance(factory, type) else key
+
+
+def make(factory):
+    """Instantiate a peer; a missing package becomes a Skip."""
+    try:
+        return factory(), None
+    except Skip as e:
+        return None, str(e)
+
+
+# ================================================================== sections
+def run_access(cfg):
+    """Single process, ns per call, interleaved rounds so that noise hits every case alike."""
+    cases, cleanup = peers.state_access_cases()
+    pin(cfg.cpu_parent)
+    rows = {}
+    live = []
+    for key, label, group, kind, stmt, ns in cases:
+        row = {"label": label, "group": group, "kind": kind, "stmt": stmt}
+        if isinstance(ns, Skip):
+            row["skipped"] = str(ns)
+        else:
+            try:
+                t = timeit.Timer(stmt, globals=ns)
+                t.timeit(number=1000)  # warm-up, and a syntax/behaviour check
+                live.append((key, t))
+                row["samples"] = []
+            except Exception as e:
+                row["skipped"] = f"failed: {type(e).__name__}: {e}"
+        rows[key] = row
+    n = cfg.access_number
+    for r in range(cfg.access_rounds):
+        for key, t in live:
+            rows[key]["samples"].append(t.timeit(number=n) / n * 1e9)
+    for key, _ in live:
+        s = rows[key]["samples"]
+        rows[key].update(median=statistics.median(s), min=min(s), max=max(s))
+    cleanup()
+    return {"number": n, "rounds": cfg.access_rounds, "rows": rows}
+
+
+def run_cxx(cfg):
+    """Build bench/cpp/bench_state.cpp with the C++ compiler here and run it."""
+    src = HERE / "cpp" / "bench_state.cpp"
+    inc = ROOT / "cpp" / "include"
+    if not src.exists() or not inc.exists():
+        return {"skipped": "no source checkout (bench/cpp/bench_state.cpp, cpp/include)"}
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if not cxx:
+        return {"skipped": "no C++ compiler (set CXX)"}
+    exe = cfg.out / "bench_state"
+    cmd = [cxx, "-O2", "-std=c++17", "-DNDEBUG", f"-I{inc}", str(src), "-o", str(exe), "-pthread"]
+    try:
+        if not exe.exists() or exe.stat().st_mtime < max(src.stat().st_mtime, newest(inc)):
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+        args = [str(exe), "--rounds", str(cfg.cxx_rounds)]
+        out = subprocess.run(["taskset", "-c", str(cfg.cpu_parent)] + args if shutil.which("taskset") else args,
+                             check=True, capture_output=True, text=True, timeout=300)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        res["compiler"] = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        res["command"] = " ".join(cmd)
+        return res
+    except subprocess.CalledProcessError as e:
+        return {"skipped": f"C++ bench failed: {(e.stderr or '')[-400:]}"}
+    except Exception as e:
+        return {"skipped": f"C++ bench failed: {type(e).__name__}: {e}"}
+
+
+def newest(d: Path) -> float:
+    return max((p.stat().st_mtime for p in d.rglob("*.hpp")), default=0.0)
+
+
+def run_roundtrip(cfg):
+    rows = {}
+    samples = {}
+    mechs = []
+    for key, factory in peers.ROUND_TRIPS:
+        m, why = make(factory)
+        rows[key] = {"label": label_of(m, factory, key), "group": getattr(m or factory, "group", "peer")}
+        if why:
+            rows[key]["skipped"] = why
+        else:
+            mechs.append((key, factory))
+            samples[key] = []
+            rows[key]["round_p50"] = []
+    for r in range(cfg.rt_rounds):
+        for key, factory in mechs:
+            if "skipped" in rows[key]:
+                continue
+            m, _ = make(factory)
+            log(f"  round trip {r + 1}/{cfg.rt_rounds}: {m.name}")
+            try:
+                with Pair(m, "rt", cfg.rt_warm + cfg.rt_n, cfg.cpu_parent, cfg.cpu_child, cfg.timeout) as p:
+                    ping = m.make_ping()
+                    got = []
+                    pc = time.perf_counter_ns
+                    with Alarm(cfg.timeout + cfg.rt_n * 0.01, m.name):
+                        for i in range(1, cfg.rt_warm + 1):
+                            ping(i)
+                        for i in range(cfg.rt_warm + 1, cfg.rt_warm + cfg.rt_n + 1):
+                            t0 = pc()
+                            ping(i)
+                            got.append(pc() - t0)
+                    p.wait_done()
+                us = [x / 1000 for x in got]
+                samples[key].extend(us)
+                rows[key]["round_p50"].append(statistics.median(us))
+            except Exception as e:
+                rows[key]["skipped"] = f"failed: {type(e).__name__}: {e}".splitlines()[0][:300]
+                log(f"    {rows[key]['skipped']}")
+    for key in list(samples):
+        if "skipped" in rows[key] or not samples[key]:
+            samples.pop(key, None)
+            continue
+        s = sorted(samples[key])
+        rows[key].update(p50=pct(s, 50), p90=pct(s, 90), p99=pct(s, 99), min=s[0], n=len(s),
+                         round_p50_min=min(rows[key]["round_p50"]), round_p50_max=max(rows[key]["round_p50"]))
+    return {"rounds": cfg.rt_rounds, "n_per_round": cfg.rt_n, "warmup": cfg.rt_warm, "rows": rows}, samples
+
+
+def run_throughput(cfg):
+    rows = {}
+    mechs = []
+    for key, factory in peers.THROUGHPUTS:
+        m, why = make(factory)
+        rows[key] = {"label": label_of(m, factory, key), "group": getattr(m or factory, "group", "peer")}
+        if why:
+            rows[key]["skipped"] = why
+        else:
+            mechs.append((key, factory))
+            rows[key]["rounds"] = []
+    n = cfg.tp_n
+    for r in range(cfg.tp_rounds):
+        for key, factory in mechs:
+            if "skipped" in rows[key]:
+                continue
+            m, _ = make(factory)
+            log(f"  throughput {r + 1}/{cfg.tp_rounds}: {m.name}")
+            try:
+                with Pair(m, "tp", n, cfg.cpu_parent, cfg.cpu_child, cfg.timeout) as p:
+                    with Alarm(cfg.timeout + n * 1e-4, m.name):
+                        t0 = time.perf_counter()
+                        m.send_all(n)
+                        p.wait_done()
+                        dt = time.perf_counter() - t0
+                rows[key]["rounds"].append(n / dt)
+            except Exception as e:
+                rows[key]["skipped"] = f"failed: {type(e).__name__}: {e}".splitlines()[0][:300]
+                log(f"    {rows[key]['skipped']}")
+    for key, _ in mechs:
+        rs = rows[key].get("rounds")
+        if rs and "skipped" not in rows[key]:
+            rows[key].update(median=statistics.median(rs), min=min(rs), max=max(rs))
+    return {"messages": n, "size": 64, "rounds": cfg.tp_rounds, "rows": rows}
+
+
+def run_torn(cfg):
+    rows = {}
+    for key, factory in peers.TORN:
+        m, why = make(factory)
+        rows[key] = {"label": label_of(m, factory, key), "group": getattr(m or factory, "group", "peer")}
+        if why:
+            rows[key]["skipped"] = why
+            continue
+        log(f"  torn reads: {m.name}")
+        try:
+            with Pair(m, "torn", 0, cfg.cpu_parent, cfg.cpu_child, cfg.timeout):
+                read = m.make_reader()
+                with Alarm(cfg.timeout, m.name + " (writer not running?)"):
+                    first = read()
+                    while read() == first:   # the writer is really running
+                        pass
+                torn = changes = 0
+                last = None
+                t0 = time.perf_counter()
+                for _ in range(cfg.torn_reads):
+                    x, y = read()
+                    if x != y:
+                        torn += 1
+                    if x != last:
+                        changes += 1
+                        last = x
+                dt = time.perf_counter() - t0
+            rows[key].update(reads=cfg.torn_reads, torn=torn, torn_pct=100.0 * torn / cfg.torn_reads,
+                             changes=changes, seconds=dt)
+        except Exception as e:
+            rows[key]["skipped"] = f"failed: {type(e).__name__}: {e}".splitlines()[0][:300]
+            log(f"    {rows[key]['skipped']}")
+    return {"reads": cfg.torn_reads, "rows": rows}
+
+
+# ================================================================== machine
+def machine():
+    info = {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
+            "kernel": platform.release(), "platform": platform.platform(), "cpus_online": os.cpu_count(),
+            "affinity": cpus(), "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") as f:
+            info["governor"] = f.read().strip()
+    except OSError:
+        pass
+    try:
+        virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True, timeout=5).stdout.strip()
+        if virt:
+            info["virtualization"] = virt
+    except Exception:
+        pass
+    versions = {}
+    for mod, attr in [("sharedstate", "__version__"), ("numpy", "__version__"), ("zmq", "__version__"),
+                      ("posix_ipc", "VERSION"), ("matplotlib", "__version__")]:
+        try:
+            versions[mod] = str(getattr(__import__(mod), attr))
+        except Exception as e:
+            versions[mod] = f"not installed ({type(e).__name__})"
+    try:
+        import zmq
+        versions["libzmq"] = zmq.zmq_version()
+    except Exception:
+        pass
+    try:
+        from importlib.metadata import version
+        versions["iceoryx2"] = version("iceoryx2")
+    except Exception:
+        versions["iceoryx2"] = "not installed"
+    info["versions"] = versions
+    try:
+        info["git"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                                     capture_output=True, text=True, timeout=5).stdout.strip()
+    except Exception:
+        pass
+    return info
+
+
+# ================================================================== ratios, targets, report
+def best(rows, keys=None, kind=None, higher=False, field="median"):
+    cand = [(k, r) for k, r in rows.items() if r.get("group") == "peer" and field in r
+            and (kind is None or r.get("kind") == kind) and (keys is None or k in keys)]
+    if not cand:
+        return None, None
+    k, r = (max if higher else min)(cand, key=lambda kr: kr[1][field])
+    return k, r[field]
+
+
+def val(sec, key, field):
+    r = sec.get("rows", {}).get(key, {}) if sec else {}
+    return r.get(field)
+
+
+def targets(res):
+    acc, rt, tp, cx = res.get("access"), res.get("roundtrip"), res.get("throughput"), res.get("cxx")
+    out = []
+
+    def add(name, measured, limit, ok_if, ref):
+        if measured is None:
+            out.append({"target": name, "status": "N/A", "measured": None, "limit": limit, "reference": ref})
+        else:
+            ok = measured <= limit if ok_if == "<=" else measured >= limit
+            out.append({"target": name, "status": "PASS" if ok else "MISS", "measured": measured,
+                        "limit": f"{ok_if} {limit}", "reference": ref})
+
+    def ratio(a, b):
+        return a / b if a is not None and b not in (None, 0) else None
+
+    add("read() vs torn Struct.unpack_from read", ratio(val(acc, "ss_read", "median"), val(acc, "struct_read", "median")),
+        1.0, "<=", "shm + Struct.unpack_from")
+    add("field read st.x vs ctypes .x", ratio(val(acc, "ss_field_read", "median"), val(acc, "ctypes_field_read", "median")),
+        1.5, "<=", "ctypes from_buffer .x")
+    add("state round trip p50 vs pure-Python spin handoff p50", ratio(val(rt, "ss_state", "p50"), val(rt, "spin", "p50")),
+        2.0, "<=", "pure-Python shm spin handoff")
+    add("multiprocessing.Pipe p50 / state round trip p50 (times faster)",
+        ratio(val(rt, "mp_pipe", "p50"), val(rt, "ss_state", "p50")), 40.0, ">=", "multiprocessing.Pipe")
+    add("Pipe round trip p50 vs socketpair SEQPACKET p50", ratio(val(rt, "ss_pipe", "p50"), val(rt, "seqpacket", "p50")),
+        1.1, "<=", "socketpair SOCK_SEQPACKET")
+    add("Queue throughput / pyzmq PUSH/PULL throughput",
+        ratio(val(tp, "ss_queue", "median"), val(tp, "zmq_pushpull", "median")), 5.0, ">=", "pyzmq PUSH/PULL ipc")
+    cxx_read = cx.get("read_ns") if cx and "skipped" not in cx else None
+    add("C++ SharedState<Controller>::read() ns", cxx_read, 5.0, "<=", "absolute")
+    return out
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "–"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.2f} M{unit}"
+    if abs(x) >= 100:
+        return f"{x:.0f}{unit}"
+    if abs(x) >= 10:
+        return f"{x:.1f}{unit}"
+    return f"{x:.2f}{unit}"
+
+
+def markdown(res):
+    m = res["machine"]
+    L = [f"# sharedstate vs peers — `{res['command']}`", "",
+         f"{res['started']}, {res['seconds']:.0f} s. Machine: {m.get('cpu', '?')}, {m['cpus_online']} CPUs "
+         f"(affinity {m['affinity']}), kernel {m['kernel']}, {m.get('virtualization', '')} "
+         f"Python {m['python']}; load average at start {fmt_load(m.get('loadavg_start'))}, "
+         f"at end {fmt_load(m.get('loadavg_end'))}.",
+         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + (f"; git {m['git']}" if m.get("git") else "") + ".",
+         f"Parent pinned to CPU {res['config']['cpu_parent']}, child to CPU {res['config']['cpu_child']}.", ""]
+    L += ["## Targets", "", "| target | measured | limit | status |", "| --- | ---: | ---: | --- |"]
+    for t in res["targets"]:
+        L.append(f"| {t['target']} | {fmt(t['measured'])} | {t['limit']} | **{t['status']}** |")
+    L.append("")
+
+    acc = res.get("access")
+    if acc:
+        L += [f"## State access, one process (ns per call; median of {acc['rounds']} interleaved rounds of "
+              f"{acc['number']} calls, [min–max])", "",
+              "| how | kind | ns | spread | x best peer of its kind |", "| --- | --- | ---: | ---: | ---: |"]
+        for key, r in acc["rows"].items():
+            if "skipped" in r:
+                L.append(f"| {r['label']} | {r['kind']} | skipped: {r['skipped']} | | |")
+                continue
+            _, b = best(acc["rows"], kind=r["kind"]) if r["kind"] != "info" else (None, None)
+            ratio = f"{r['median'] / b:.2f}x" if b else "–"
+            name = f"**{r['label']}**" if r["group"] == "sharedstate" else r["label"]
+            L.append(f"| {name} | {r['kind']} | {fmt(r['median'])} | [{fmt(r['min'])}–{fmt(r['max'])}] | {ratio} |")
+        L.append("")
+
+    cx = res.get("cxx")
+    if cx:
+        L += ["## C++ (ns per call, 12-byte controller struct, one process)", ""]
+        if "skipped" in cx:
+            L += [f"skipped: {cx['skipped']}", ""]
+        else:
+            L += ["| operation | ns (median) | spread |", "| --- | ---: | ---: |"]
+            for k, r in cx["rows"].items():
+                L.append(f"| {k} | {fmt(r['median'])} | [{fmt(r['min'])}–{fmt(r['max'])}] |")
+            L += ["", f"Compiler: {cx.get('compiler', '?')}; `{cx.get('command', '')}`", ""]
+
+    rt = res.get("roundtrip")
+    if rt:
+        L += [f"## Cross-process round trip, 16-byte message (µs; {rt['rounds']} rounds x {rt['n_per_round']} "
+              f"after {rt['warmup']} warm-up, each round a fresh pair of processes)", "",
+              "| mechanism | p50 | p90 | p99 | p50 per round | x best peer (p50) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        _, b = best(rt["rows"], field="p50")
+        for key, r in rt["rows"].items():
+            name = f"**{r['label']}**" if r["group"] == "sharedstate" else r["label"]
+            if "skipped" in r:
+                L.append(f"| {name} | skipped: {r['skipped']} | | | | |")
+                continue
+            L.append(f"| {name} | {fmt(r['p50'])} | {fmt(r['p90'])} | {fmt(r['p99'])} | "
+                     f"{fmt(r['round_p50_min'])}–{fmt(r['round_p50_max'])} | {r['p50'] / b:.2f}x |" if b else "")
+        L.append("")
+
+    tp = res.get("throughput")
+    if tp:
+        L += [f"## One-way throughput, {tp['size']}-byte messages (msgs/s; median of {tp['rounds']} rounds of "
+              f"{tp['messages']})", "", "| mechanism | msgs/s | spread | x best peer |", "| --- | ---: | ---: | ---: |"]
+        _, b = best(tp["rows"], higher=True)
+        for key, r in tp["rows"].items():
+            name = f"**{r['label']}**" if r["group"] == "sharedstate" else r["label"]
+            if "skipped" in r:
+                L.append(f"| {name} | skipped: {r['skipped']} | | |")
+                continue
+            L.append(f"| {name} | {fmt(r['median'])} | [{fmt(r['min'])}–{fmt(r['max'])}] | "
+                     f"{r['median'] / b:.2f}x |" if b else "")
+        L.append("")
+
+    tr = res.get("torn")
+    if tr:
+        L += [f"## Torn reads under a full-speed writer (x = y = i; {tr['reads']} reads; writer on the other CPU)", "",
+              "| writer / reader | torn reads | % | value changes seen |", "| --- | ---: | ---: | ---: |"]
+        for key, r in tr["rows"].items():
+            name = f"**{r['label']}**" if r["group"] == "sharedstate" else r["label"]
+            if "skipped" in r:
+                L.append(f"| {name} | skipped: {r['skipped']} | | |")
+                continue
+            L.append(f"| {name} | {r['torn']} | {r['torn_pct']:.2f} | {r['changes']} |")
+        L += ["", "\"value changes seen\" shows the writer really ran concurrently; on a shared 2-vCPU VM it may not "
+              "have run for the whole read loop.", ""]
+    if res.get("plot"):
+        L += [f"![round-trip latency distributions]({Path(res['plot']).name})", ""]
+    elif res.get("plot_note"):
+        L += [f"Plot: {res['plot_note']}", ""]
+    return "\n".join(L)
+
+
+def fmt_load(la):
+    return "?" if not la else "/".join(f"{x:.1f}" for x in la)
+
+
+def plot(samples, rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:
+        return None, f"skipped: matplotlib not installed ({type(e).__name__})"
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    order = sorted(samples, key=lambda k: rows[k]["p50"])
+    for key in order:
+        s = sorted(samples[key])
+        n = len(s)
+        ys = [100.0 * (i + 1) / n for i in range(n)]
+        style = "-" if rows[key]["group"] == "sharedstate" else "--"
+        ax.plot(s, ys, style, lw=2.2 if rows[key]["group"] == "sharedstate" else 1.2,
+                label=f"{rows[key]['label']} (p50 {fmt(rows[key]['p50'])} µs)")
+    ax.set_xscale("log")
+    ax.set_xlabel("round trip, µs (log scale)")
+    ax.set_ylabel("percent of round trips ≤ x")
+    ax.set_ylim(0, 100)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Cross-process round trip, 16 B, processes pinned to different CPUs")
+    ax.legend(fontsize=7.5, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path), None
+
+
+# ================================================================== main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short run (< 2 minutes)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
+    ap.add_argument("--out", default=str(HERE / "results"), help="output folder (default bench/results)")
+    ap.add_argument("--cpus", default=None, help="parent,child CPU numbers (default: the first two allowed)")
+    cfg = ap.parse_args(argv)
+    only = [s.strip() for s in cfg.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    cfg.out = Path(cfg.out)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    allowed = cpus()
+    if cfg.cpus:
+        cfg.cpu_parent, cfg.cpu_child = (int(x) for x in cfg.cpus.split(","))
+    else:
+        cfg.cpu_parent = allowed[0]
+        cfg.cpu_child = allowed[1] if len(allowed) > 1 else allowed[0]
+    q = cfg.quick
+    cfg.access_rounds, cfg.access_number = (5, 50000) if q else (15, 200000)
+    cfg.cxx_rounds = 5 if q else 21
+    cfg.rt_rounds, cfg.rt_n, cfg.rt_warm = (2, 3000, 500) if q else (5, 20000, 2000)
+    cfg.tp_rounds, cfg.tp_n = (2, 50000) if q else (5, 300000)
+    cfg.torn_reads = 500000 if q else 5000000
+    cfg.timeout = 30.0
+
+    command = "python bench/compare.py" + (" --quick" if q else "") + ("" if cfg.only == ",".join(SECTIONS) else f" --only {cfg.only}")
+    res = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}}
+    t0 = time.time()
+    samples = {}
+    if "access" in only:
+        log("state access ...")
+        res["access"] = run_access(cfg)
+    if "cxx" in only:
+        log("C++ ...")
+        res["cxx"] = run_cxx(cfg)
+    if "roundtrip" in only:
+        log("round trips ...")
+        res["roundtrip"], samples = run_roundtrip(cfg)
+    if "throughput" in only:
+        log("throughput ...")
+        res["throughput"] = run_throughput(cfg)
+    if "torn" in only:
+        log("torn reads ...")
+        res["torn"] = run_torn(cfg)
+    pin_all = set(allowed)
+    try:
+        os.sched_setaffinity(0, pin_all)
+    except (AttributeError, OSError):
+        pass
+    res["seconds"] = time.time() - t0
+    res["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    res["targets"] = targets(res)
+    if samples:
+        res["plot"], res["plot_note"] = plot(samples, res["roundtrip"]["rows"], cfg.out / "roundtrip.png")
+    md = markdown(res)
+    (cfg.out / "compare.md").write_text(md + "\n")
+    (cfg.out / "compare.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    print(md)
+    log(f"\nwrote {cfg.out / 'compare.md'}, {cfg.out / 'compare.json'}" + (f", {res['plot']}" if res.get("plot") else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
