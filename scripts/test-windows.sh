@@ -115,6 +115,9 @@ if [ ! -f "$WINPY_SITE/.complete" ]; then
        --only-binary=:all: --no-compile "${WIN_REQUIREMENTS[@]}"
   touch "$tmp/site/.complete"
   rm -rf "$WINPY_SITE"; mv "$tmp/site" "$WINPY_SITE"; rm -rf "$tmp"
+  for old in "$CACHE"/site-cp313-win_amd64-*; do   # superseded pins
+    [ "$old" = "$WINPY_SITE" ] || rm -rf "$old"
+  done
 fi
 
 # ------------------------------------------------------------------ 3. headless Wine
@@ -186,13 +189,25 @@ export SHAREDSTATE_TEST_BIN=$(winpath "$BUILD_DIR/tests/cpp")
 summary_file=$LOGS/pytest-summary.sh
 rm -f "$summary_file"
 export SHAREDSTATE_SUMMARY_FILE=$(winpath "$summary_file")
-# Tests that are Linux-specific but not yet skipped by platform in files owned by others.
-# Each entry: a pytest node id or -k expression, with the reason. (Empty: nothing needs it now.)
-deselect=()
+# Tests in files owned by others that assume Linux behaviour and are not (yet) skipped by
+# platform; each is reported to its owner. Remove an entry once the test handles Windows.
+deselect=(
+  # `rm` of a missing name exits 0 on Windows by design ("Windows removes a named object with its
+  # last handle; nothing to do"); the test expects exit 1 on every OS.
+  --deselect tests/test_cli.py::test_missing_object_and_bad_usage_exit_codes
+  # A raw attach with a layout larger than the mapping: Windows cannot report a mapping's size
+  # (VirtualQuery gives the page-rounded view), so "needs 24" is not raised for a 12-byte mapping.
+  --deselect tests/test_state.py::test_raw_attach_multiprocessing_shared_memory
+  # Reopens a raw segment after its last handle was closed: on Windows it is gone by then
+  # (tests/test_windows.py checks exactly that); Linux keeps raw segments until unlinked.
+  --deselect tests/test_state.py::test_raw_attach_create_and_unlink
+  # Imports fcntl at module level (POSIX only): the module cannot even be collected on Windows.
+  --ignore=tests/test_fuzz_segments.py
+)
 # Windows CPython under Wine cannot start with a regular file as a std handle: stdout/stderr go
 # to a pipe (tee), stdin is /dev/null (works).
 set +e
-(cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest tests -q -rfEsxX -p no:cacheprovider \
+(cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest tests -q -rfEsxX -p no:cacheprovider --continue-on-collection-errors \
    -p wine_summary "${deselect[@]}" ${PYTEST_ARGS:-} </dev/null 2>&1) | tee "$LOGS/pytest.log"
 py_rc=$?
 set -e
