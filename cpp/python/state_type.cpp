@@ -19,6 +19,7 @@ using sharedstate::Field;
 using sharedstate::Kind;
 using sharedstate::Layout;
 using sharedstate::SharedBlock;
+namespace detail = sharedstate::detail;
 
 struct StateCore {
     PyObject_HEAD
@@ -357,6 +358,99 @@ PyObject* state_version(PyObject* self, void*) {
     return PyLong_FromUnsignedLongLong(s->blk->latch().seq() >> 1);
 }
 
+// wait(since=None, timeout=None, *, spin=None) -> version. A C method because the round
+// trip write -> wait -> reply is where microseconds matter: the first few microseconds of
+// spinning keep the GIL (releasing and re-taking it costs about as much as a cross-core
+// handoff), then the GIL is released for the rest of the spin and the park.
+constexpr uint64_t kGilSpinNs = 10000;
+
+bool seconds_arg(PyObject* o, const char* what, int64_t* ns) {  // None -> -1 (forever)
+    if (o == Py_None) { *ns = -1; return true; }
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) return false;
+    if (!(d >= 0)) {
+        PyErr_Format(PyExc_ValueError, "%s must be None or >= 0 seconds", what);
+        return false;
+    }
+    *ns = d > 1e9 ? -1 : int64_t(d * 1e9);
+    return true;
+}
+
+PyObject* state_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    auto* s = reinterpret_cast<StateCore*>(self);
+    PyObject* a[3] = {Py_None, Py_None, Py_None};  // since, timeout, spin
+    static const char* const names[3] = {"since", "timeout", "spin"};
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "wait() takes at most 2 positional arguments (since, timeout)");
+        return nullptr;
+    }
+    for (Py_ssize_t i = 0; i < nargs; ++i) a[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; ++k) {
+        PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+        int j = 0;
+        while (j < 3 && PyUnicode_CompareWithASCIIString(key, names[j]) != 0) ++j;
+        if (j == 3 || (j < nargs)) {
+            PyErr_Format(PyExc_TypeError, "wait() got an unexpected or repeated keyword argument %R", key);
+            return nullptr;
+        }
+        a[j] = args[nargs + k];
+    }
+    if (!check_open(s)) return nullptr;
+    SharedBlock* b = s->blk;
+    if (b->raw()) {
+        PyErr_Format(PyExc_ValueError, "raw segment '%s' has no version to wait on", b->name().c_str());
+        return nullptr;
+    }
+    const detail::Latch& latch = b->latch();
+    uint64_t since;
+    if (a[0] == Py_None) {
+        since = latch.seq() >> 1;
+    } else {
+        since = PyLong_AsUnsignedLongLong(a[0]);
+        if (since == (unsigned long long)-1 && PyErr_Occurred()) return nullptr;
+    }
+    int64_t timeout_ns, spin_ns;
+    if (!seconds_arg(a[1], "timeout", &timeout_ns) || !seconds_arg(a[2], "spin", &spin_ns)) return nullptr;
+    if (spin_ns < 0) spin_ns = int64_t(std::chrono::nanoseconds(sharedstate::kDefaultSpin).count());
+    uint64_t v = latch.seq() >> 1;
+    if (v > since) return PyLong_FromUnsignedLongLong(v);
+    // Phase 1: spin holding the GIL.
+    const uint64_t t0 = detail::os::monotonic_ns();
+    uint64_t gil_spin = uint64_t(spin_ns) < kGilSpinNs ? uint64_t(spin_ns) : kGilSpinNs;
+    if (timeout_ns >= 0 && uint64_t(timeout_ns) < gil_spin) gil_spin = uint64_t(timeout_ns);
+    for (;;) {
+        for (int i = 0; i < 32; ++i) {
+            v = latch.seq() >> 1;
+            if (v > since) return PyLong_FromUnsignedLongLong(v);
+            detail::cpu_relax();
+        }
+        if (detail::os::monotonic_ns() - t0 >= gil_spin) break;
+    }
+    // Phase 2: the rest of the spin and the park, GIL released.
+    uint64_t spent = detail::os::monotonic_ns() - t0;
+    int64_t left = timeout_ns < 0 ? -1 : (timeout_ns > int64_t(spent) ? timeout_ns - int64_t(spent) : 0);
+    int64_t spin_left = spin_ns > int64_t(spent) ? spin_ns - int64_t(spent) : 0;
+    std::shared_ptr<SharedBlock> keep = *s->holder;  // alive whatever another thread does
+    try {
+        Py_BEGIN_ALLOW_THREADS
+        try {
+            v = keep->wait(since, std::chrono::nanoseconds(left), std::chrono::nanoseconds(spin_left),
+                           gil_released_interrupt());
+        } catch (...) {
+            Py_BLOCK_THREADS
+            throw;
+        }
+        Py_END_ALLOW_THREADS
+    } catch (const PythonErrorSet&) {
+        return nullptr;
+    } catch (const std::exception& e) {
+        set_python_error(e);
+        return nullptr;
+    }
+    return PyLong_FromUnsignedLongLong(v);
+}
+
 // ------------------------------------------------------------------ Field descriptor
 PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     if (!obj || obj == Py_None) { Py_INCREF(self); return self; }
@@ -540,6 +634,11 @@ static PyMethodDef state_methods[] = {
     {"read_into", state_read_into, METH_O, "read_into(buf) -> version: a consistent copy into a writable buffer."},
     {"write", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(state_write)), METH_FASTCALL | METH_KEYWORDS,
      "write(**fields) or write(values): one atomic update; fields not named keep their value."},
+    {"wait", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(state_wait)), METH_FASTCALL | METH_KEYWORDS,
+     "wait(since=None, timeout=None, *, spin=None) -> version\n\n"
+     "Block until version > since (default: the version now) and return the new version.\n"
+     "Spins `spin` seconds (default 50 us; the first 10 us keep the GIL) before parking in the\n"
+     "kernel with the GIL released; Ctrl-C interrupts. TimeoutError after `timeout` seconds."},
     {nullptr, nullptr, 0, nullptr}};
 
 static PyGetSetDef state_getset[] = {
@@ -614,14 +713,6 @@ void bind_state(py::module_& m) {
         auto b = block_of(self);
         const Layout& L = b->layout();
         return py::make_tuple(layout_to(L), L.size, L.align);
-    });
-    m.def("_state_wait", [](py::handle self, py::object since, py::object timeout, py::object spin) {
-        auto b = block_of(self);  // keeps the block alive while the GIL is released
-        uint64_t s = since.is_none() ? b->version() : since.cast<uint64_t>();
-        auto t = timeout_from(timeout);
-        auto sp = spin.is_none() ? std::chrono::nanoseconds(sharedstate::kDefaultSpin) : timeout_from(spin, "spin");
-        if (sp.count() < 0) sp = std::chrono::nanoseconds(sharedstate::kDefaultSpin);
-        return without_gil([&] { return b->wait(s, t, sp, gil_released_interrupt()); });
     });
     m.def("_state_close", [](py::handle self) {
         StateCore* s = core_of(self);

@@ -126,14 +126,6 @@ class SharedState(_core.StateCore):
         return _core._state_info(self)
 
     # ------------------------------------------------------------------ access
-    def wait(self, since: Optional[int] = None, timeout: Optional[float] = None, *, spin: Optional[float] = None) -> int:
-        """Block until ``version > since`` (default: the version now) and return it.
-
-        Spins ``spin`` seconds (default 50 us) before parking in the kernel. The GIL is
-        released; Ctrl-C interrupts. TimeoutError when ``timeout`` seconds pass.
-        """
-        return _core._state_wait(self, since, timeout, spin)
-
     def view(self, writable: bool = False) -> np.ndarray:
         """A zero-copy numpy view (shape (1,)) of the live payload. UNSYNCHRONIZED: it may
         show a write in progress; use read()/read_into() for consistent values. Writes
