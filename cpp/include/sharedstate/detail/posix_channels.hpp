@@ -1,0 +1,647 @@
+// The Linux side of the message channels: every socket and semaphore call of Pipe,
+// PipeServer and Semaphore lives here. win32_channels.hpp has the same interface:
+//   PipeConn (fill / ready / consume / send / try_send / wake / fileno),
+//   PipeListener (create / accept / close), pipe_connect, NamedSemaphore.
+//
+// Pipes are Unix SOCK_SEQPACKET sockets in a private per-user directory. SEQPACKET keeps
+// record boundaries, but one record must fit the sender's socket buffer (sk_sndbuf - 32
+// bytes), and a 0-byte record cannot be told apart from end of stream (recv returns 0 for
+// both). So every record carries a one-byte tag (docs/channels.md is the normative text):
+//   'M' + body            a whole message, body 0..kRecordMax bytes
+//   'F' + u64 LE total + first piece        first record of a longer message
+//   'C' + piece           the following pieces, in order, until `total` bytes arrived
+//   'E'                   goodbye: the peer closed cleanly (-> EOFError after the rest)
+// Every record has at least one byte, so recv() == 0 always means end of stream, and an
+// end of stream that was not announced by 'E' means the peer died: BrokenPipeError.
+// Records stay <= 64 KiB + 9 so the kernel allocates them from small pages (a larger
+// record needs a high-order kmalloc that can fail under memory fragmentation).
+#pragma once
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <semaphore.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../error.hpp"
+#include "../name.hpp"
+#include "../wait.hpp"
+#include "posix.hpp"
+
+namespace sharedstate {
+namespace detail {
+namespace os {
+
+inline constexpr size_t kRecordMax = 65536;      // payload bytes of one record
+inline constexpr size_t kRecordCap = kRecordMax + 9;  // + tag + u64 total ('F')
+inline constexpr int kSocketBuffer = 1 << 20;  // SO_SNDBUF asked for: ~16 records in flight
+
+using NativePipe = int;  // a connected socket descriptor
+inline constexpr NativePipe kNoPipe = -1;
+
+// ---------------------------------------------------------------- the socket directory
+// $XDG_RUNTIME_DIR/sharedstate when XDG_RUNTIME_DIR is an absolute path to a directory we
+// own with mode 0700 (what the XDG spec promises), else /tmp/sharedstate-<euid>. Either way
+// the directory must be a real directory (lstat: not a symlink), owned by us, with no
+// group/other permission bits: anything else could let another user plant or read sockets.
+inline bool private_dir_ok(const std::string& dir, struct stat& st) {
+    return lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077) == 0;
+}
+
+inline std::string socket_dir(bool create) {
+    std::string dir;
+    struct stat st;
+    const char* x = std::getenv("XDG_RUNTIME_DIR");
+    if (x && x[0] == '/' && private_dir_ok(x, st)) dir = std::string(x) + "/sharedstate";
+    else dir = "/tmp/sharedstate-" + std::to_string(unsigned(geteuid()));
+    if (create && mkdir(dir.c_str(), 0700) == 0) {
+        if (chmod(dir.c_str(), 0700) != 0) throw_os("chmod", dir);  // the umask may have taken bits
+    } else if (create && errno != EEXIST) {
+        throw_os("mkdir", dir);
+    }
+    if (lstat(dir.c_str(), &st) != 0) {
+        if (errno == ENOENT && !create) return dir;  // nobody serves anything yet
+        throw_os("lstat", dir);
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        char found[96];
+        std::snprintf(found, sizeof found, "found mode %04o, uid %u%s", unsigned(st.st_mode & 07777), unsigned(st.st_uid),
+                      S_ISDIR(st.st_mode) ? "" : ", not a directory");
+        throw Error(std::error_code(EACCES, std::generic_category()),
+                    "socket directory '" + dir + "' is not a private directory of uid " + std::to_string(unsigned(geteuid())) +
+                        " (must be a real directory owned by us, mode 0700; " + found + ")");
+    }
+    return dir;
+}
+
+inline uint64_t name_hash64(const std::string& s) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) { h ^= c; h *= 1099511628211ull; }
+    return h;
+}
+
+// DIR/NAME.sock, or DIR/h-<64-bit FNV-1a of NAME>.sock when that would not fit sun_path.
+inline std::string socket_path(const std::string& dir, const std::string& base, const char* ext) {
+    std::string p = dir + "/" + base + ext;
+    if (p.size() < sizeof(sockaddr_un{}.sun_path)) return p;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(name_hash64(base)));
+    p = dir + "/h-" + hex + ext;
+    if (p.size() >= sizeof(sockaddr_un{}.sun_path))
+        throw Error(make_error_code(errc::bad_name), "pipe '" + base + "': socket directory '" + dir + "' is too long for sun_path");
+    return p;
+}
+
+inline sockaddr_un unix_addr(const std::string& path) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    return a;
+}
+
+// Waits until fd is ready for `events`, at most until the deadline, in slices so that
+// intr() (Ctrl-C) runs at least every kSliceNs. Returns false on timeout.
+inline bool wait_fd(int fd, short events, const Deadline& dl, const Interrupt& intr) {
+    for (;;) {
+        uint64_t left = dl.left();
+        if (left == 0) return false;
+        uint64_t slice = left < kSliceNs ? left : kSliceNs;
+        pollfd p{fd, events, 0};
+        timespec ts{time_t(slice / 1000000000u), long(slice % 1000000000u)};
+        int r = ppoll(&p, 1, &ts, nullptr);
+        if (r > 0) return true;  // ready, or POLLHUP/POLLERR: the next call reports it
+        if (r < 0 && errno != EINTR) throw_os("ppoll", "fd " + std::to_string(fd));
+        intr();
+    }
+}
+
+// The peer's uid must be ours: the directory already keeps other users out; this check
+// holds even if someone loosened its mode or passed a descriptor around.
+inline bool peer_is_us(int fd) {
+    ucred cr{};
+    socklen_t len = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) return false;
+    return cr.uid == geteuid();
+}
+
+// Per-connection socket options: a 1 MiB send buffer (the kernel clamps it to
+// net.core.wmem_max and doubles it), and 50 ms SO_RCVTIMEO/SO_SNDTIMEO so that a blocking
+// recvmsg/sendmsg -- one syscall on the hot path -- still returns every slice for Ctrl-C.
+inline size_t setup_conn(int fd) {
+    int sz = kSocketBuffer;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    timeval tv{0, long(kSliceNs / 1000)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) != 0) got = 212992;
+    // A record must fit sk_sndbuf - 32; leave room for the tag, the header and slack.
+    size_t room = got > 4096 ? size_t(got) / 2 : 2048;
+    return room < kRecordMax ? room : kRecordMax;
+}
+
+// ---------------------------------------------------------------- a connected pipe
+class PipeConn {
+public:
+    PipeConn(int fd, std::string name, size_t max_message) : fd_(fd), name_(std::move(name)), max_(max_message) {
+        chunk_ = setup_conn(fd_);
+    }
+    ~PipeConn() { close_fd(); }
+    PipeConn(const PipeConn&) = delete;
+    PipeConn& operator=(const PipeConn&) = delete;
+
+    int fileno() const noexcept { return fd_; }
+    const std::string& name() const noexcept { return name_; }
+
+    // ---- receiving. fill() makes one whole message ready (true), or returns false when
+    // none is (block=false) or the deadline passed. A message longer than one record is
+    // assembled in big_; its state survives a timeout, so the next call continues it.
+    bool fill(const Deadline& dl, const Interrupt& intr, bool block) {
+        if (ready_) return true;
+        for (;;) {
+            if (eof_) fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
+            if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+            // Blocking recvmsg when at least a slice is left (SO_RCVTIMEO ends it every
+            // slice); otherwise non-blocking + ppoll for the exact rest.
+            bool blocking = block && (dl.forever() || dl.left() >= kSliceNs);
+            int flags = MSG_CMSG_CLOEXEC | (blocking ? 0 : MSG_DONTWAIT);
+            unsigned char tag = 0;
+            iovec iov[2];
+            msghdr m{};
+            m.msg_iov = iov;
+            if (big_active_) {
+                uint64_t rest = big_total_ - big_have_;
+                iov[0] = {&tag, 1};
+                iov[1] = {discard_ ? rec_buf() + 1 : big_.get() + big_have_, size_t(rest < kRecordMax ? rest : kRecordMax)};
+                m.msg_iovlen = 2;
+            } else {
+                iov[0] = {rec_buf(), kRecordCap};
+                m.msg_iovlen = 1;
+            }
+            ssize_t r = recvmsg(fd_, &m, flags);
+            if (r < 0) {
+                int e = errno;
+                if (e == EAGAIN || e == EWOULDBLOCK) {
+                    if (!block) return false;
+                    if (blocking) { intr(); continue; }
+                    if (!wait_fd(fd_, POLLIN, dl, intr)) return false;
+                    continue;
+                }
+                if (e == EINTR) { intr(); continue; }
+                if (e == ECONNRESET) continue;  // reported once, before what is still queued
+                throw_os("recvmsg", name_, e);
+            }
+            if (r == 0) {
+                if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+                broken("the peer closed the pipe without saying goodbye (it died, or is not a sharedstate pipe)");
+            }
+            if (m.msg_flags & MSG_TRUNC) broken("protocol violation: a record longer than the protocol allows");
+            if (big_active_) {
+                if (tag != 'C') broken("protocol violation: expected a continuation record");
+                big_have_ += uint64_t(r - 1);
+                if (big_have_ < big_total_) continue;
+                big_active_ = false;
+                if (discard_) {
+                    discard_ = false;
+                    fail(errc::message_too_large, "pipe '" + name_ + "': a message of " + std::to_string(big_total_) +
+                                                      " bytes exceeds max_message " + std::to_string(max_) + " (discarded)");
+                }
+                set_ready(big_.get(), size_t(big_total_), true);
+                return true;
+            }
+            unsigned char* rec = rec_buf();
+            switch (rec[0]) {
+            case 'M':
+                if (size_t(r - 1) > max_) {
+                    fail(errc::message_too_large, "pipe '" + name_ + "': a message of " + std::to_string(r - 1) +
+                                                      " bytes exceeds max_message " + std::to_string(max_) + " (discarded)");
+                }
+                set_ready(rec + 1, size_t(r - 1), false);
+                return true;
+            case 'F': {
+                if (r < 10) broken("protocol violation: short first record");
+                uint64_t total = 0;
+                for (int i = 7; i >= 0; --i) total = (total << 8) | rec[1 + i];
+                uint64_t piece = uint64_t(r - 9);
+                if (total <= piece || total > (uint64_t(1) << 40)) broken("protocol violation: bad message length");
+                big_total_ = total;
+                big_have_ = piece;
+                big_active_ = true;
+                discard_ = total > max_;
+                if (!discard_) {
+                    big_.reset(new unsigned char[size_t(total)]);  // not zero-filled: every byte is written
+                    std::memcpy(big_.get(), rec + 9, size_t(piece));
+                }
+                continue;
+            }
+            case 'E':
+                eof_ = true;
+                continue;
+            default:
+                broken("protocol violation: unknown record tag");
+            }
+        }
+    }
+    bool ready() const noexcept { return ready_; }
+    const unsigned char* data() const noexcept { return ready_ptr_; }
+    size_t size() const noexcept { return ready_len_; }
+    void consume() noexcept {
+        ready_ = false;
+        if (ready_big_) big_.reset();  // up to max_message bytes: give them back
+        ready_big_ = false;
+    }
+    // The size of the message being received (whole or not yet), 0 if none has started.
+    size_t pending_size() const noexcept { return ready_ ? ready_len_ : big_active_ && !discard_ ? size_t(big_total_) : 0; }
+
+    // ---- sending: one message as one 'M' record, or 'F' + 'C'... records. SEQPACKET
+    // sends a record whole or not at all, so a timeout before the first record leaves the
+    // pipe intact; a timeout or Ctrl-C in the middle of a long message breaks it (the
+    // peer sees BrokenPipeError, never a message that runs into the next one).
+    // Returns false on timeout before anything was sent.
+    bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr) {
+        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+        unsigned char hdr[9];
+        if (n <= chunk_) {
+            hdr[0] = 'M';
+            return send_record(hdr, 1, p, n, dl, intr, false);
+        }
+        hdr[0] = 'F';
+        uint64_t total = n;
+        for (int i = 0; i < 8; ++i) hdr[1 + i] = static_cast<unsigned char>(total >> (8 * i));
+        size_t piece = chunk_ - 8;
+        if (!send_record(hdr, 9, p, piece, dl, intr, false)) return false;
+        size_t off = piece;
+        hdr[0] = 'C';
+        while (off < n) {
+            size_t k = n - off < chunk_ ? n - off : chunk_;
+            send_record(hdr, 1, p + off, k, dl, intr, true);
+            off += k;
+        }
+        return true;
+    }
+    // One non-blocking attempt for a message that fits one record: true when sent, false
+    // when it would block (nothing sent). For callers that hold a lock they would rather
+    // not release (the Python GIL) on the common path.
+    bool try_send(const unsigned char* p, size_t n) {
+        if (broken_ || n > chunk_) return false;
+        unsigned char tag = 'M';
+        iovec iov[2] = {{&tag, 1}, {const_cast<unsigned char*>(p), n}};
+        msghdr m{};
+        m.msg_iov = iov;
+        m.msg_iovlen = 2;
+        return sendmsg(fd_, &m, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0;
+    }
+
+    // Called by close(), possibly while other threads are blocked in fill()/send(): says
+    // goodbye if the pipe is healthy (never blocks), then shuts the socket down, which
+    // wakes those threads at once.
+    void wake_for_close(bool goodbye) noexcept {
+        closing_ = true;
+        if (fd_ < 0) return;
+        if (goodbye && !broken_) {
+            unsigned char e = 'E';
+            ::send(fd_, &e, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        shutdown(fd_, SHUT_RDWR);
+    }
+    void close_fd() noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+
+private:
+    unsigned char* rec_buf() {
+        if (!rec_) rec_.reset(new unsigned char[kRecordCap + 1]);
+        return rec_.get();
+    }
+    void set_ready(const unsigned char* p, size_t n, bool big) {
+        ready_ptr_ = p;
+        ready_len_ = n;
+        ready_big_ = big;
+        ready_ = true;
+    }
+    [[noreturn]] void broken(const std::string& why) {
+        broken_ = true;
+        why_ = why;
+        big_active_ = false;
+        shutdown(fd_, SHUT_RDWR);
+        fail(errc::broken_pipe, "pipe '" + name_ + "': " + why);
+    }
+    bool send_record(const unsigned char* hdr, size_t hn, const unsigned char* p, size_t n, const Deadline& dl,
+                     const Interrupt& intr, bool mid_message) {
+        iovec iov[2] = {{const_cast<unsigned char*>(hdr), hn}, {const_cast<unsigned char*>(p), n}};
+        msghdr m{};
+        m.msg_iov = iov;
+        m.msg_iovlen = 2;
+        try {
+            for (;;) {
+                bool blocking = dl.forever() || dl.left() >= kSliceNs;
+                ssize_t r = sendmsg(fd_, &m, MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT));
+                if (r >= 0) return true;  // SEQPACKET: all or nothing
+                int e = errno;
+                if (e == EAGAIN || e == EWOULDBLOCK) {
+                    if (blocking) { intr(); continue; }
+                    if (wait_fd(fd_, POLLOUT, dl, intr)) continue;
+                    if (!mid_message) return false;
+                    broken("a send timed out in the middle of a long message");
+                }
+                if (e == EINTR) { intr(); continue; }
+                if (e == EPIPE || e == ECONNRESET || e == ENOTCONN) {
+                    if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+                    broken("the peer is gone (sendmsg: " + std::string(std::strerror(e)) + ")");
+                }
+                throw_os("sendmsg", name_, e);
+            }
+        } catch (const Error& err) {
+            // Ctrl-C between records would leave half a message behind: break the pipe.
+            if (mid_message && !broken_) { broken_ = true; why_ = "a send was interrupted in the middle of a long message"; shutdown(fd_, SHUT_RDWR); }
+            throw;
+        } catch (...) {
+            if (mid_message && !broken_) { broken_ = true; why_ = "a send was interrupted in the middle of a long message"; shutdown(fd_, SHUT_RDWR); }
+            throw;
+        }
+    }
+
+    int fd_;
+    std::string name_;
+    size_t max_;
+    size_t chunk_ = kRecordMax;
+    std::unique_ptr<unsigned char[]> rec_;  // one record ('M' or 'F'), allocated on first use
+    std::unique_ptr<unsigned char[]> big_;  // a message longer than one record, being assembled
+    uint64_t big_total_ = 0, big_have_ = 0;
+    bool big_active_ = false, discard_ = false;
+    const unsigned char* ready_ptr_ = nullptr;
+    size_t ready_len_ = 0;
+    bool ready_ = false, ready_big_ = false;
+    bool eof_ = false, broken_ = false;
+    std::atomic<bool> closing_{false};
+    std::string why_;
+};
+
+// ---------------------------------------------------------------- listening
+// The server holds an exclusive flock on DIR/NAME.lock for its whole life; the kernel drops
+// it when the process dies. So a socket file whose lock can be taken is stale (its server
+// crashed): it is replaced, not an error; a held lock means a live server: FileExistsError.
+class PipeListener {
+public:
+    PipeListener() = default;
+    PipeListener(const PipeListener&) = delete;
+    PipeListener& operator=(const PipeListener&) = delete;
+    ~PipeListener() { close(); }
+
+    void create(const std::string& name) {
+        name_ = name;
+        std::string base = split_name(name, "pipe").base;
+        std::string dir = socket_dir(true);
+        path_ = socket_path(dir, base, ".sock");
+        lock_path_ = socket_path(dir, base, ".lock");
+        for (int attempt = 0;; ++attempt) {
+            lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+            if (lock_fd_ < 0) throw_os("open", lock_path_);
+            if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+                int e = errno;
+                drop_lock();
+                if (e == EWOULDBLOCK) throw Error(std::error_code(EEXIST, std::generic_category()), "pipe '" + name + "': a server is already listening");
+                throw_os("flock", lock_path_, e);
+            }
+            // A closing server unlinks the lock file while holding it: if ours is such an
+            // orphan, start again with the file that is (or will be) there now.
+            struct stat a, b;
+            if (fstat(lock_fd_, &a) == 0 && stat(lock_path_.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) break;
+            drop_lock();
+            if (attempt > 100) throw_os("flock", lock_path_, EAGAIN);
+        }
+        unlink(path_.c_str());  // a stale socket of a crashed server (we hold the lock)
+        fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd_ < 0) { int e = errno; close(); throw_os("socket", name, e); }
+        sockaddr_un a = unix_addr(path_);
+        if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) { int e = errno; close(); throw_os("bind", path_, e); }
+        bound_ = true;
+        if (chmod(path_.c_str(), 0600) != 0 || listen(fd_, SOMAXCONN) != 0) { int e = errno; close(); throw_os("listen", path_, e); }
+    }
+
+    // A connected, uid-checked descriptor, or -1 when the deadline passed.
+    int accept(const Deadline& dl, const Interrupt& intr) {
+        for (;;) {
+            if (closing_.load()) fail(errc::closed, "pipe server '" + name_ + "' was closed");
+            int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c >= 0) {
+                if (peer_is_us(c)) return c;
+                ::close(c);  // another uid: refused, keep waiting for ours
+                continue;
+            }
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                if (!wait_fd(fd_, POLLIN, dl, intr)) return -1;
+                continue;
+            }
+            if (e == EINTR) { intr(); continue; }
+            if (e == ECONNABORTED || e == EPROTO) continue;
+            if (e == EINVAL || e == EBADF) fail(errc::closed, "pipe server '" + name_ + "' was closed");
+            throw_os("accept4", name_, e);
+        }
+    }
+
+    // Wakes a thread blocked in accept() (it then reports `closed`).
+    void wake_for_close() noexcept {
+        closing_ = true;
+        if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+    }
+
+    void close() noexcept {
+        // Unlink while we still hold the lock, so no newcomer can mistake our files for stale
+        // ones, or lose its own to our unlink.
+        if (bound_) unlink(path_.c_str());
+        bound_ = false;
+        if (lock_fd_ >= 0) unlink(lock_path_.c_str());
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        drop_lock();
+    }
+
+    const std::string& path() const noexcept { return path_; }
+    int fileno() const noexcept { return fd_; }
+
+private:
+    void drop_lock() noexcept {
+        if (lock_fd_ >= 0) ::close(lock_fd_);
+        lock_fd_ = -1;
+    }
+    int fd_ = -1, lock_fd_ = -1;
+    bool bound_ = false;
+    std::atomic<bool> closing_{false};
+    std::string name_, path_, lock_path_;
+};
+
+// Connects to NAME's server. Nobody serving: FileNotFoundError at once when the deadline is
+// forever, else retried until the deadline (then errc::timeout). Returns the connected fd.
+inline int pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr) {
+    std::string base = split_name(name, "pipe").base;
+    for (;;) {
+        std::string path = socket_path(socket_dir(false), base, ".sock");
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) throw_os("socket", name);
+        sockaddr_un a = unix_addr(path);
+        int r = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        int e = r == 0 ? 0 : errno;
+        if (r == 0) {
+            if (!peer_is_us(fd)) {
+                ::close(fd);
+                throw Error(std::error_code(EACCES, std::generic_category()), "pipe '" + name + "': the server runs as another user (SO_PEERCRED)");
+            }
+            int fl = fcntl(fd, F_GETFL);
+            fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);  // blocking + SO_RCVTIMEO slices from now on
+            return fd;
+        }
+        ::close(fd);
+        if (e == EINTR) { intr(); continue; }
+        bool absent = e == ENOENT || e == ECONNREFUSED;  // no file, or a crashed server's file
+        if (!absent && e != EAGAIN) throw_os("connect", path, e);
+        if (absent && dl.forever()) throw_os("connect", name + "' at '" + path, ENOENT);
+        if (dl.left() == 0) fail(errc::timeout, "pipe '" + name + "': no server accepted a connection in time");
+        uint64_t nap = dl.left() < 2000000 ? dl.left() : 2000000;  // backlog full or not up yet: 2 ms naps
+        sleep_ns(nap);
+        intr();
+    }
+}
+
+// ---------------------------------------------------------------- named semaphores
+// sem_open("/NAME"). POSIX named semaphores live until sem_unlink; the Windows ones while a
+// handle is open. We give Linux the Windows lifetime (as for segments): every holder keeps
+// a shared flock on glibc's backing file /dev/shm/sem.NAME, and whoever closes last (can
+// take it exclusively) unlinks the name; a killed holder's lock goes with it.
+// persistent=true opts out (then only unlink() removes it).
+class NamedSemaphore {
+public:
+    NamedSemaphore() = default;
+    NamedSemaphore(const NamedSemaphore&) = delete;
+    NamedSemaphore& operator=(const NamedSemaphore&) = delete;
+    ~NamedSemaphore() { close(); }
+
+    void create(const std::string& name, uint32_t initial, uint32_t maximum, bool persistent) {
+        init(name);
+        sem_ = sem_open(path_.c_str(), O_CREAT | O_EXCL, 0600, unsigned(initial));
+        if (sem_ == SEM_FAILED) { sem_ = nullptr; throw_os("sem_open", name); }
+        maximum_ = maximum;
+        if (!persistent) hold(true);
+    }
+    void open(const std::string& name, bool persistent) {
+        init(name);
+        sem_ = sem_open(path_.c_str(), 0);
+        if (sem_ == SEM_FAILED) { sem_ = nullptr; throw_os("sem_open", name); }
+        if (!persistent) hold(false);
+    }
+
+    // true when acquired, false on timeout.
+    bool acquire(const Deadline& dl, const Interrupt& intr) {
+        for (;;) {
+            if (sem_trywait(sem_) == 0) return true;
+            if (errno == EINTR) { intr(); continue; }
+            if (errno != EAGAIN) throw_os("sem_trywait", name_);
+            uint64_t left = dl.left();
+            if (left == 0) return false;
+            uint64_t slice = left < kSliceNs ? left : kSliceNs;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+            timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            uint64_t at = uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec) + slice;
+            timespec ts{time_t(at / 1000000000u), long(at % 1000000000u)};
+            int r = sem_clockwait(sem_, CLOCK_MONOTONIC, &ts);
+#else
+            timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            uint64_t at = uint64_t(now.tv_sec) * 1000000000u + uint64_t(now.tv_nsec) + slice;
+            timespec ts{time_t(at / 1000000000u), long(at % 1000000000u)};
+            int r = sem_timedwait(sem_, &ts);
+#endif
+            if (r == 0) return true;
+            if (errno != ETIMEDOUT && errno != EINTR) throw_os("sem_clockwait", name_);
+            intr();
+        }
+    }
+
+    // Linux has no maximum: the creating handle checks it (best effort, not atomic with
+    // other processes' releases); openers only know SEM_VALUE_MAX.
+    void release(uint32_t n) {
+        if (maximum_ < uint32_t(SEM_VALUE_MAX)) {
+            int v = 0;
+            if (sem_getvalue(sem_, &v) == 0 && uint64_t(v < 0 ? 0 : v) + n > maximum_)
+                fail(errc::invalid_argument, "semaphore '" + name_ + "': release(" + std::to_string(n) + ") would exceed maximum " +
+                                                 std::to_string(maximum_) + " (count is " + std::to_string(v) + ")");
+        }
+        for (uint32_t i = 0; i < n; ++i)
+            if (sem_post(sem_) != 0) {
+                if (errno == EOVERFLOW) fail(errc::invalid_argument, "semaphore '" + name_ + "': count would exceed SEM_VALUE_MAX");
+                throw_os("sem_post", name_);
+            }
+    }
+
+    int value() const {
+        int v = 0;
+        if (sem_getvalue(sem_, &v) != 0) throw_os("sem_getvalue", name_);
+        return v < 0 ? 0 : v;
+    }
+
+    void close() noexcept {
+        if (hold_fd_ >= 0) {
+            if (flock(hold_fd_, LOCK_EX | LOCK_NB) == 0 && same_as_name()) sem_unlink(path_.c_str());
+            ::close(hold_fd_);
+            hold_fd_ = -1;
+        }
+        if (sem_) sem_close(sem_);
+        sem_ = nullptr;
+    }
+    // Removes the name now (the object lives on for those who have it open). False if absent.
+    static bool unlink(const std::string& name) {
+        std::string path = "/" + split_name(name, "semaphore").base;
+        if (sem_unlink(path.c_str()) == 0) return true;
+        if (errno == ENOENT) return false;
+        throw_os("sem_unlink", name);
+    }
+    static uint32_t value_max() { return uint32_t(SEM_VALUE_MAX); }
+    bool is_open() const noexcept { return sem_ != nullptr; }
+
+private:
+    void init(const std::string& name) {
+        name_ = name;
+        std::string base = split_name(name, "semaphore").base;
+        if (base.size() > 250) fail(errc::bad_name, "semaphore name '" + name + "': too long");
+        path_ = "/" + base;
+        file_ = "/dev/shm/sem." + base;
+    }
+    // glibc keeps the semaphore in /dev/shm/sem.NAME; elsewhere (another libc) the holder
+    // lock is skipped and the semaphore behaves as persistent.
+    void hold(bool created) {
+        hold_fd_ = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (hold_fd_ < 0) return;
+        if (created) fchmod(hold_fd_, 0600);  // the mode given to sem_open is filtered by the umask
+        if (flock(hold_fd_, LOCK_SH) != 0) { ::close(hold_fd_); hold_fd_ = -1; }
+    }
+    bool same_as_name() const {
+        struct stat a, b;
+        return fstat(hold_fd_, &a) == 0 && stat(file_.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+    }
+
+    sem_t* sem_ = nullptr;
+    int hold_fd_ = -1;
+    uint32_t maximum_ = uint32_t(SEM_VALUE_MAX);
+    std::string name_, path_, file_;
+};
+
+}  // namespace os
+}  // namespace detail
+}  // namespace sharedstate

@@ -1,0 +1,454 @@
+// The Windows side of the message channels: every named-pipe and semaphore call of Pipe,
+// PipeServer and Semaphore lives here. Same interface as posix_channels.hpp.
+//
+// Pipes are message-mode named pipes \\.\pipe\NAME (PIPE_TYPE_MESSAGE|PIPE_READMODE_MESSAGE,
+// PIPE_REJECT_REMOTE_CLIENTS): the OS keeps message boundaries for any size, so there is no
+// framing. Every handle is overlapped, so every wait is WaitForSingleObject in slices
+// (Ctrl-C, deadline) and a wait that ends early is cancelled with CancelIoEx, whose outcome
+// is always collected with GetOverlappedResult before the OVERLAPPED leaves scope.
+// A read that returns ERROR_MORE_DATA is continued (PeekNamedPipe says how much is left)
+// until the message is whole.
+//
+// FlushFileBuffers: a completed message-mode WriteFile has put the whole message in the
+// pipe, where it stays readable after our handle closes (CloseHandle, unlike
+// DisconnectNamedPipe, discards nothing), so send() waits for the overlapped write to
+// complete and does not call FlushFileBuffers, which blocks until the peer has *read* the
+// data, and can neither time out nor be cancelled (a stalled reader would hang us).
+#pragma once
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../error.hpp"
+#include "../name.hpp"
+#include "../wait.hpp"
+#include "win32.hpp"
+
+#ifndef PIPE_REJECT_REMOTE_CLIENTS
+#define PIPE_REJECT_REMOTE_CLIENTS 0x00000008
+#endif
+
+namespace sharedstate {
+namespace detail {
+namespace os {
+
+using NativePipe = HANDLE;
+inline const NativePipe kNoPipe = nullptr;
+
+inline constexpr DWORD kPipeBuffer = 1 << 20;   // advisory in/out buffer sizes
+inline constexpr size_t kFirstRead = 65536;     // the receive buffer grows as messages need
+
+// Pipes have their own namespace: Local\ and Global\ mean nothing there and are dropped.
+inline std::string pipe_path(const std::string& name) { return "\\\\.\\pipe\\" + split_name(name, "pipe").base; }
+
+inline DWORD slice_ms(const Deadline& dl) {
+    uint64_t left = dl.left();
+    if (left >= kSliceNs) return DWORD(kSliceNs / 1000000u);
+    return DWORD((left + 999999u) / 1000000u);
+}
+
+// The outcome of one overlapped operation.
+struct IoResult {
+    bool timed_out = false;  // cancelled at the deadline, nothing transferred
+    DWORD n = 0;             // bytes transferred
+    DWORD err = 0;           // 0, or the operation's error (ERROR_MORE_DATA, ERROR_BROKEN_PIPE...)
+    std::exception_ptr interrupted;  // intr() threw: rethrow after using what completed
+};
+
+// Starts nothing: waits for an operation that returned ERROR_IO_PENDING, in slices.
+inline IoResult finish_io(HANDLE h, OVERLAPPED& ov, const Deadline& dl, const Interrupt& intr, bool may_time_out) {
+    IoResult res;
+    bool cancel = false;
+    for (;;) {
+        if (may_time_out && dl.left() == 0) { cancel = true; break; }
+        DWORD r = WaitForSingleObject(ov.hEvent, may_time_out ? slice_ms(dl) : DWORD(kSliceNs / 1000000u));
+        if (r == WAIT_OBJECT_0) break;
+        if (r == WAIT_FAILED) { cancel = true; break; }
+        try {
+            intr();
+        } catch (...) {
+            res.interrupted = std::current_exception();
+            cancel = true;
+            break;
+        }
+    }
+    if (cancel) CancelIoEx(h, &ov);
+    // Always collect the outcome: the OVERLAPPED and the buffer must outlive the operation.
+    if (GetOverlappedResult(h, &ov, &res.n, TRUE)) return res;
+    res.err = GetLastError();
+    if (res.err == ERROR_OPERATION_ABORTED && cancel && !res.interrupted) res.timed_out = true;
+    return res;
+}
+
+inline bool peer_gone(DWORD err) {
+    return err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED || err == ERROR_NO_DATA || err == ERROR_PIPE_LISTENING;
+}
+
+// ---------------------------------------------------------------- a connected pipe
+class PipeConn {
+public:
+    PipeConn(HANDLE h, std::string name, size_t max_message) : h_(h), name_(std::move(name)), max_(max_message) {
+        rev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
+        wev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
+        if (!rev_ || !wev_) {
+            DWORD e = GetLastError();
+            release();
+            throw_os("CreateEventA", name_, e);
+        }
+    }
+    ~PipeConn() { release(); }
+    PipeConn(const PipeConn&) = delete;
+    PipeConn& operator=(const PipeConn&) = delete;
+
+    HANDLE handle() const noexcept { return h_; }
+    const std::string& name() const noexcept { return name_; }
+
+    bool fill(const Deadline& dl, const Interrupt& intr, bool block) {
+        if (ready_) return true;
+        if (eof_) fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
+        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+        if (!block) {
+            // Nothing queued: no read (it would block). A queued 0-byte message is invisible
+            // to PeekNamedPipe, so peek()/available() cannot see it on Windows.
+            DWORD avail = 0, left = 0;
+            if (!PeekNamedPipe(h_, nullptr, 0, nullptr, &avail, &left)) gone_or_throw(GetLastError(), "PeekNamedPipe");
+            if (avail == 0 && left == 0) return false;
+        }
+        if (buf_.size() < kFirstRead) buf_.resize(kFirstRead);
+        size_t have = 0;
+        bool discard = false;
+        for (;;) {
+            OVERLAPPED ov{};
+            ov.hEvent = rev_;
+            size_t room = buf_.size() - have;
+            DWORD want = room > 0x40000000u ? 0x40000000u : DWORD(room);
+            IoResult res;
+            if (!ReadFile(h_, buf_.data() + (discard ? 0 : have), want, nullptr, &ov)) {
+                DWORD e = GetLastError();
+                if (e == ERROR_IO_PENDING) {
+                    res = finish_io(h_, ov, dl, intr, have == 0 && block);
+                } else if (e == ERROR_MORE_DATA) {
+                    GetOverlappedResult(h_, &ov, &res.n, FALSE);
+                    res.err = e;
+                } else {
+                    res.err = e;
+                }
+            } else {
+                GetOverlappedResult(h_, &ov, &res.n, FALSE);
+            }
+            if (res.timed_out) return false;
+            if (!discard) have += res.n;
+            if (res.err == 0 || res.err == ERROR_MORE_DATA) {
+                if (res.err == 0) {
+                    if (res.interrupted) { stash(have, discard); std::rethrow_exception(res.interrupted); }
+                    if (discard) fail(errc::message_too_large, "pipe '" + name_ + "': a message exceeds max_message " + std::to_string(max_) + " (discarded)");
+                    ready_ = true;
+                    ready_len_ = have;
+                    return true;
+                }
+                if (res.interrupted) broken("a receive was interrupted in the middle of a long message");
+                DWORD left = 0;
+                if (!PeekNamedPipe(h_, nullptr, 0, nullptr, nullptr, &left)) gone_or_throw(GetLastError(), "PeekNamedPipe");
+                uint64_t total = uint64_t(have) + left;
+                if (total > max_) discard = true;  // read the rest into buf_ and drop it
+                else if (total > buf_.size()) buf_.resize(size_t(total));
+                continue;
+            }
+            if (res.interrupted) std::rethrow_exception(res.interrupted);
+            if (res.err == ERROR_OPERATION_ABORTED && closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+            if (have) broken("the peer vanished in the middle of a message");
+            gone_or_throw(res.err, "ReadFile");
+        }
+    }
+    bool ready() const noexcept { return ready_; }
+    const unsigned char* data() const noexcept { return buf_.data(); }
+    size_t size() const noexcept { return ready_len_; }
+    void consume() noexcept {
+        ready_ = false;
+        if (buf_.size() > (size_t(4) << 20)) std::vector<unsigned char>().swap(buf_);  // give big buffers back
+    }
+    size_t pending_size() const {
+        if (ready_) return ready_len_;
+        DWORD avail = 0, left = 0;
+        if (!PeekNamedPipe(h_, nullptr, 0, nullptr, &avail, &left)) return 0;
+        return left ? size_t(left) : size_t(avail);
+    }
+
+    bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr) {
+        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+        OVERLAPPED ov{};
+        ov.hEvent = wev_;
+        IoResult res;
+        if (!WriteFile(h_, p, DWORD(n), nullptr, &ov)) {
+            DWORD e = GetLastError();
+            if (e == ERROR_IO_PENDING) res = finish_io(h_, ov, dl, intr, true);
+            else res.err = e;
+        } else {
+            GetOverlappedResult(h_, &ov, &res.n, FALSE);
+        }
+        if (res.timed_out) return false;
+        if (res.interrupted) {
+            if (res.err == 0 && res.n == n) std::rethrow_exception(res.interrupted);  // it went out whole
+            broken("a send was interrupted");
+        }
+        if (res.err == 0) {
+            if (res.n != n) broken("WriteFile wrote part of a message");
+            return true;
+        }
+        if (res.err == ERROR_OPERATION_ABORTED && closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+        if (peer_gone(res.err)) broken("the peer is gone (WriteFile: " + win_message(res.err) + ")");
+        throw_os("WriteFile", name_, res.err);
+    }
+    bool try_send(const unsigned char*, size_t) { return false; }  // no cheap non-blocking write
+
+    // Wakes threads blocked on this pipe (their operations are cancelled; they report closed).
+    void wake_for_close(bool /*goodbye*/) noexcept {
+        closing_ = true;
+        if (h_) CancelIoEx(h_, nullptr);
+    }
+    void close_fd() noexcept {
+        if (h_) CloseHandle(h_);
+        h_ = nullptr;
+    }
+
+private:
+    void release() noexcept {
+        close_fd();
+        if (rev_) CloseHandle(rev_);
+        if (wev_) CloseHandle(wev_);
+        rev_ = wev_ = nullptr;
+    }
+    void stash(size_t have, bool discard) {
+        if (!discard) { ready_ = true; ready_len_ = have; }
+    }
+    [[noreturn]] void gone_or_throw(DWORD err, const char* call) {
+        if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+        if (peer_gone(err)) {
+            // Windows cannot tell a clean close from a crash: the end of the stream it is.
+            eof_ = true;
+            fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe (" + win_message(err) + ")");
+        }
+        throw_os(call, name_, err);
+    }
+    [[noreturn]] void broken(const std::string& why) {
+        broken_ = true;
+        why_ = why;
+        fail(errc::broken_pipe, "pipe '" + name_ + "': " + why);
+    }
+
+    HANDLE h_ = nullptr, rev_ = nullptr, wev_ = nullptr;
+    std::string name_;
+    size_t max_;
+    std::vector<unsigned char> buf_;
+    size_t ready_len_ = 0;
+    bool ready_ = false, eof_ = false, broken_ = false;
+    std::atomic<bool> closing_{false};
+    std::string why_;
+};
+
+// ---------------------------------------------------------------- listening
+// One instance waits for the next client at all times (created at once, and again after
+// each accept), so clients can connect before accept() is called. The first instance is
+// created with FILE_FLAG_FIRST_PIPE_INSTANCE: a second server on the name is refused.
+class PipeListener {
+public:
+    PipeListener() = default;
+    PipeListener(const PipeListener&) = delete;
+    PipeListener& operator=(const PipeListener&) = delete;
+    ~PipeListener() { close(); }
+
+    void create(const std::string& name) {
+        name_ = name;
+        path_ = pipe_path(name);
+        ev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
+        if (!ev_) throw_os("CreateEventA", name);
+        pending_ = instance(true);
+    }
+
+    HANDLE accept(const Deadline& dl, const Interrupt& intr) {
+        for (;;) {
+            if (closing_) fail(errc::closed, "pipe server '" + name_ + "' was closed");
+            if (!pending_) pending_ = instance(false);
+            OVERLAPPED ov{};
+            ov.hEvent = ev_;
+            bool connected = false;
+            if (ConnectNamedPipe(pending_, &ov)) {
+                connected = true;
+            } else {
+                DWORD e = GetLastError();
+                if (e == ERROR_PIPE_CONNECTED) {
+                    connected = true;
+                } else if (e == ERROR_NO_DATA) {
+                    // A client connected and left already: recycle the instance.
+                    DisconnectNamedPipe(pending_);
+                    continue;
+                } else if (e == ERROR_IO_PENDING) {
+                    IoResult res = finish_io(pending_, ov, dl, intr, true);
+                    if (res.interrupted) {
+                        if (res.err == 0) hand_over_then_rethrow(res.interrupted);
+                        std::rethrow_exception(res.interrupted);
+                    }
+                    if (res.timed_out) return nullptr;
+                    if (res.err == ERROR_OPERATION_ABORTED && closing_) fail(errc::closed, "pipe server '" + name_ + "' was closed");
+                    if (res.err == ERROR_NO_DATA || res.err == ERROR_BROKEN_PIPE) { DisconnectNamedPipe(pending_); continue; }
+                    if (res.err != 0) throw_os("ConnectNamedPipe", name_, res.err);
+                    connected = true;
+                } else {
+                    throw_os("ConnectNamedPipe", name_, e);
+                }
+            }
+            if (connected) {
+                HANDLE h = pending_;
+                pending_ = nullptr;
+                try { pending_ = instance(false); } catch (...) {}  // retried by the next accept
+                return h;
+            }
+        }
+    }
+
+    void wake_for_close() noexcept {
+        closing_ = true;
+        if (pending_) CancelIoEx(pending_, nullptr);
+    }
+    void close() noexcept {
+        if (pending_) CloseHandle(pending_);
+        pending_ = nullptr;
+        if (ev_) CloseHandle(ev_);
+        ev_ = nullptr;
+        for (HANDLE h : orphans_) CloseHandle(h);
+        orphans_.clear();
+    }
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    HANDLE instance(bool first) {
+        DWORD open = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0);
+        DWORD mode = PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
+        // Default security: full access for the creator, SYSTEM and Administrators; others
+        // may at most read, and a client needs read+write.
+        HANDLE h = CreateNamedPipeA(path_.c_str(), open, mode, PIPE_UNLIMITED_INSTANCES, kPipeBuffer, kPipeBuffer, 0, nullptr);
+        if (h == INVALID_HANDLE_VALUE) {
+            DWORD e = GetLastError();
+            if (first && (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY))
+                throw Error(std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category()),
+                            "CreateNamedPipeA('" + path_ + "'): a server is already listening [WinError " + std::to_string(e) + "]");
+            throw_os("CreateNamedPipeA", path_, e);
+        }
+        return h;
+    }
+    // A client connected just as Ctrl-C came: keep its handle closed properly.
+    [[noreturn]] void hand_over_then_rethrow(std::exception_ptr e) {
+        orphans_.push_back(pending_);
+        pending_ = nullptr;
+        std::rethrow_exception(e);
+    }
+
+    HANDLE pending_ = nullptr, ev_ = nullptr;
+    std::vector<HANDLE> orphans_;
+    std::atomic<bool> closing_{false};
+    std::string name_, path_;
+};
+
+// Opens the client end. Nobody serving: ERROR_FILE_NOT_FOUND at once when the deadline is
+// forever, else retried until it passes (errc::timeout). All instances busy: WaitNamedPipeA.
+inline HANDLE pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr) {
+    std::string path = pipe_path(name);
+    for (;;) {
+        HANDLE h = CreateFileA(path.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_EXISTING,
+                               FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, nullptr);
+        if (h != INVALID_HANDLE_VALUE) {
+            DWORD mode = PIPE_READMODE_MESSAGE;
+            if (!SetNamedPipeHandleState(h, &mode, nullptr, nullptr)) {
+                DWORD e = GetLastError();
+                CloseHandle(h);
+                throw_os("SetNamedPipeHandleState", name, e);
+            }
+            return h;
+        }
+        DWORD e = GetLastError();
+        if (e == ERROR_PIPE_BUSY) {
+            WaitNamedPipeA(path.c_str(), slice_ms(dl) ? slice_ms(dl) : 1);
+        } else if (e == ERROR_FILE_NOT_FOUND) {
+            if (dl.forever()) throw_os("CreateFileA", name + "' at '" + path, e);
+            uint64_t left = dl.left();
+            Sleep(left > 2000000 ? 2 : 1);
+        } else {
+            throw_os("CreateFileA", path, e);
+        }
+        if (dl.left() == 0) fail(errc::timeout, "pipe '" + name + "': no server accepted a connection in time");
+        intr();
+    }
+}
+
+// ---------------------------------------------------------------- named semaphores
+class NamedSemaphore {
+public:
+    NamedSemaphore() = default;
+    NamedSemaphore(const NamedSemaphore&) = delete;
+    NamedSemaphore& operator=(const NamedSemaphore&) = delete;
+    ~NamedSemaphore() { close(); }
+
+    void create(const std::string& name, uint32_t initial, uint32_t maximum, bool /*persistent*/) {
+        name_ = name;
+        std::string path = shm_path(name, "semaphore");
+        h_ = CreateSemaphoreA(nullptr, LONG(initial), LONG(maximum), path.c_str());
+        if (!h_) throw_os("CreateSemaphoreA", name);
+        if (GetLastError() == ERROR_ALREADY_EXISTS) {
+            close();
+            throw_os("CreateSemaphoreA", name, ERROR_ALREADY_EXISTS);
+        }
+    }
+    void open(const std::string& name, bool /*persistent*/) {
+        name_ = name;
+        std::string path = shm_path(name, "semaphore");
+        h_ = OpenSemaphoreA(SEMAPHORE_ALL_ACCESS, FALSE, path.c_str());
+        if (!h_) throw_os("OpenSemaphoreA", name);
+    }
+    bool acquire(const Deadline& dl, const Interrupt& intr) {
+        for (;;) {
+            DWORD r = WaitForSingleObject(h_, slice_ms(dl));
+            if (r == WAIT_OBJECT_0) return true;
+            if (r != WAIT_TIMEOUT) throw_os("WaitForSingleObject", name_);
+            if (dl.left() == 0) return false;
+            intr();
+        }
+    }
+    void release(uint32_t n) {
+        if (!ReleaseSemaphore(h_, LONG(n), nullptr)) {
+            DWORD e = GetLastError();
+            if (e == ERROR_TOO_MANY_POSTS)
+                fail(errc::invalid_argument, "semaphore '" + name_ + "': release(" + std::to_string(n) + ") would exceed its maximum");
+            throw_os("ReleaseSemaphore", name_, e);
+        }
+    }
+    void close() noexcept {
+        if (h_) CloseHandle(h_);
+        h_ = nullptr;
+    }
+    static bool unlink(const std::string& name) {
+        split_name(name, "semaphore");
+        return false;  // the object goes away with its last handle
+    }
+    static uint32_t value_max() { return 0x7fffffffu; }
+    bool is_open() const noexcept { return h_ != nullptr; }
+
+private:
+    HANDLE h_ = nullptr;
+    std::string name_;
+};
+
+}  // namespace os
+}  // namespace detail
+}  // namespace sharedstate
