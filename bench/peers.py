@@ -1126,6 +1126,10 @@ def state_access_cases():
             ("ss_field_read", "sharedstate field read st.x", "sharedstate", "field_read", "st.x", nss2),
             ("ss_field_write", "sharedstate field write st.x = v", "sharedstate", "field_write", "st.x = 5", nss2),
             ("ss_write", "sharedstate write(x=.., y=..)", "sharedstate", "write", "st.write(x=1, y=2)", nss2),
+            # read() hands back the previous snapshot object while the sequence has not moved;
+            # a reader polling a live state pays the full read. write+read minus write is that.
+            ("ss_write_read", "sharedstate write(x=..) then read()", "sharedstate", "info",
+             "st.write(x=1, y=2); st.read()", nss2),
             ("ss_read_into", "sharedstate read_into(bytearray)", "sharedstate", "info", "st.read_into(out)", nss2),
             ("ss_version", "sharedstate .version", "sharedstate", "info", "st.version", nss2),
             ("ss_view_field", "sharedstate view()['x'][0] (unsynchronized)", "sharedstate", "info", "view['x'][0]", nss2),

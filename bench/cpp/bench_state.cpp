@@ -99,6 +99,25 @@ int main(int argc, char** argv) {
             latch.read(&c, 0, sizeof c);
             keep(c);
         }));
+        // The same latch protocol with the size known at compile time: what read() could
+        // cost if SharedState<T>::read() loaded ceil(sizeof(T)/8) words into a local array
+        // and did one fixed-size memcpy, instead of the generic byte-range loop.
+        const unsigned char* slot0 = latch.slot0();
+        const uint32_t stride = st.block().info().slot_stride;
+        out.push_back(measure("floor: same latch protocol, size fixed at compile time", rounds, iters, [&] {
+            Controller c;
+            for (;;) {
+                uint64_t s1 = latch.seq();  // acquire
+                const auto* sw = reinterpret_cast<const std::atomic<uint64_t>*>(slot0 + (s1 & 1) * stride);
+                uint64_t wv[2] = {sw[0].load(std::memory_order_relaxed), sw[1].load(std::memory_order_relaxed)};
+                std::atomic_thread_fence(std::memory_order_acquire);
+                if (latch.seq() == s1) {
+                    std::memcpy(&c, wv, sizeof c);
+                    break;
+                }
+            }
+            keep(c);
+        }));
         // Under that: two relaxed 8-byte loads, no sequence check (torn; the hardware floor).
         const auto* w = reinterpret_cast<const std::atomic<uint64_t>*>(st.block().data());
         out.push_back(measure("floor: 2 relaxed 8-byte loads (torn, no seqlock)", rounds, iters, [&] {
