@@ -160,3 +160,11 @@ def test_typing_tour_runs():
     r = python("typing_tour.py")
     assert r.returncode == 0, r.stderr
     assert "state version" in r.stdout
+
+
+@pytest.mark.skipif(not all(hasattr(ss, n) for n in ("Pipe", "PipeServer", "Semaphore")),
+                    reason="API not yet available: sharedstate.Pipe / PipeServer / Semaphore")
+def test_typing_tour_channels_runs():
+    r = python("typing_tour_channels.py")
+    assert r.returncode == 0, r.stderr
+    assert "pipe: [b'PING', b'bye'] semaphore: True" in r.stdout

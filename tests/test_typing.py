@@ -43,12 +43,18 @@ def test_stub_is_installed_with_py_typed():
     assert (PKG / "py.typed").is_file()
 
 
+# Bindings written in parallel with the stubs: stubbed ahead, they may be absent from a
+# build of an older tree. Every name the module HAS must always be stubbed.
+LANDING = {"DEFAULT_MAX_MESSAGE", "Pipe", "PipeServer", "Semaphore"}
+
+
 def test_stub_names_match_the_compiled_module():
     stub, mod = _stub_names(STUB), _module_names()
     if "__version__" not in mod:
         stub.discard("__version__")
     assert not (mod - stub), f"names in _core without a stub in _core.pyi: {sorted(mod - stub)}"
-    assert not (stub - mod), f"stubs in _core.pyi for names _core does not have: {sorted(stub - mod)}"
+    extra = stub - mod - LANDING
+    assert not extra, f"stubs in _core.pyi for names _core does not have: {sorted(extra)}"
 
 
 def test_stub_class_members_match():
@@ -60,18 +66,30 @@ def test_stub_class_members_match():
         if issubclass(cls, BaseException):
             continue
         stubbed = {n.name for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("__")}
+        stubbed |= {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
         real = {n for n in dir(cls) if not n.startswith("_")}
         assert stubbed == real, f"_core.{node.name}: stub has {sorted(stubbed)}, module has {sorted(real)}"
+
+
+def _tours() -> list:
+    """The typed tours whose API has landed (channels and queue arrive separately)."""
+    tours = [TOUR]
+    if all(hasattr(sharedstate, n) for n in ("Pipe", "PipeServer", "Semaphore")):
+        tours.append(ROOT / "examples" / "typing_tour_channels.py")
+    if hasattr(sharedstate, "Queue"):
+        tours.append(ROOT / "examples" / "typing_tour_queue.py")
+    return tours
 
 
 def test_public_api_is_clean_under_mypy_strict(tmp_path):
     pytest.importorskip("mypy", reason="mypy is not installed (add it to the test extra)")
     env = dict(os.environ)
     env.pop("MYPYPATH", None)
+    tours = [str(t) for t in _tours()]
     r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
-                        "--cache-dir", str(tmp_path / "cache"), str(TOUR)],
+                        "--cache-dir", str(tmp_path / "cache"), *tours],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-    assert r.returncode == 0, f"mypy --strict {TOUR.name}:\n{r.stdout}{r.stderr}"
+    assert r.returncode == 0, f"mypy --strict {tours}:\n{r.stdout}{r.stderr}"
 
 
 def test_mypy_catches_misuse(tmp_path):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from typing_extensions import Buffer
 
@@ -44,6 +44,10 @@ class StateCore:
     def write(self, *values: Any, **fields: Any) -> None:
         """write(**fields) or write(values): one atomic update; fields not named keep their value."""
 
+    def wait(self, since: int | None = None, timeout: float | None = None, *, spin: float | None = None) -> int:
+        """Block until version > since (default: the version now) and return the new version.
+        GIL released, Ctrl-C interrupts; TimeoutError after `timeout` seconds."""
+
     # Each payload field is an attribute (a Field descriptor on the per-layout subclass),
     # read and written atomically: st.x; st.x = 5.
     def __getattr__(self, name: str) -> Any: ...
@@ -70,7 +74,6 @@ def _state_attach_raw(self: StateCore, name: str, fields: Sequence[_FieldTuple],
                       create: bool, /) -> None: ...
 def _state_set_snapshot_type(self: StateCore, type: type[tuple[Any, ...]] | None, /) -> None: ...
 def _state_layout(self: StateCore, /) -> tuple[list[_FieldTuple], int, int]: ...
-def _state_wait(self: StateCore, since: int | None, timeout: float | None, spin: float | None, /) -> int: ...
 def _state_close(self: StateCore, /) -> None: ...
 def _state_closed(self: StateCore, /) -> bool: ...
 def _state_buffer(self: StateCore, writable: bool, /) -> MappedBuffer: ...
@@ -78,6 +81,98 @@ def _state_info(self: StateCore, /) -> dict[str, Any]: ...
 def _state_set_lock_timeout(self: StateCore, seconds: float, /) -> None: ...
 def _state_lock_timeout(self: StateCore, /) -> float: ...
 def _state_name(self: StateCore, /) -> str: ...
+
+# ---------------------------------------------------------------- channels
+DEFAULT_MAX_MESSAGE: Final[int]
+
+class Pipe:
+    """One end of a message pipe: every send() is one recv() on the other end, 0 bytes to
+    max_message. Get one with Pipe.connect(name) or PipeServer(name).accept()."""
+
+    @classmethod
+    def connect(cls, name: str, timeout: float | None = None, max_message: int | None = None) -> Pipe:
+        """Connects to the PipeServer NAME. Nobody serving: FileNotFoundError at once
+        (timeout=None), or retried until the timeout (TimeoutError)."""
+
+    def send(self, data: Buffer, timeout: float | None = None) -> None:
+        """Sends one whole message. Longer than max_message: ValueError. Peer gone: BrokenPipeError."""
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """The next whole message. TimeoutError; EOFError when the peer closed; BrokenPipeError when it died."""
+
+    def recv_into(self, buf: Buffer, timeout: float | None = None) -> int:
+        """Copies the next message into buf and returns its size (too large: ValueError, not consumed)."""
+
+    def peek(self) -> bytes | None:
+        """The next message without consuming it, or None. Never blocks."""
+
+    def available(self) -> int:
+        """The size of the next message, 0 if none. Never blocks."""
+
+    def close(self) -> None: ...
+    def fileno(self) -> int: ...
+    def __enter__(self) -> Pipe: ...
+    def __exit__(self, *exc: object) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+class PipeServer:
+    """A named pipe server: accept() returns a Pipe per client, any number at once.
+    FileExistsError if a live server has the name."""
+
+    def __init__(self, name: str, max_message: int | None = None) -> None: ...
+    def accept(self, timeout: float | None = None) -> Pipe:
+        """The next client (TimeoutError on timeout)."""
+
+    def close(self) -> None:
+        """Stops listening and frees the name; accepted pipes stay connected."""
+
+    def __enter__(self) -> PipeServer: ...
+    def __exit__(self, *exc: object) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str:
+        """The OS address: the socket file (Linux) or \\\\.\\pipe\\NAME (Windows)."""
+
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+class Semaphore:
+    """A named counting semaphore shared between processes."""
+
+    MAX_VALUE: ClassVar[int]
+
+    @staticmethod
+    def create(name: str, initial: int = 0, maximum: int | None = None, persistent: bool = False) -> Semaphore:
+        """FileExistsError if NAME exists."""
+
+    @staticmethod
+    def open(name: str, persistent: bool = False) -> Semaphore:
+        """FileNotFoundError if NAME does not exist."""
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """True when acquired, False on timeout."""
+
+    def release(self, n: int = 1) -> None:
+        """Adds n to the count. Past the maximum: ValueError."""
+
+    def close(self) -> None: ...
+    def unlink(self) -> bool:
+        """Removes the name now (openers keep their handle). False if it was already gone."""
+
+    def __enter__(self) -> Semaphore: ...
+    def __exit__(self, *exc: object) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
 
 # ---------------------------------------------------------------- segments by name
 def state_unlink(name: str) -> None:
