@@ -228,7 +228,7 @@ def test_rm_refuses_a_held_object_unless_forced(holder, unique_name):
     assert r.returncode == 1 and "in use" in r.stderr and str(holder.pid) in r.stderr
     assert ss._core.segment_exists(unique_name)
     r = cli("rm", "-fv", unique_name)
-    assert r.returncode == 0 and f"removed {unique_name}" in r.stdout
+    assert r.returncode == 0 and f"removed state {unique_name}" in r.stdout
     assert not ss._core.segment_exists(unique_name)
 
 
@@ -249,3 +249,36 @@ def test_console_script_and_module_help():
         pytest.skip("the 'sharedstate' console script is not installed next to this interpreter")
     r = subprocess.run([exe, "ls", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--json" in r.stdout
+
+
+SERVE = """
+import sys, sharedstate as ss
+srv = ss.PipeServer(sys.argv[1])
+sem = ss.Semaphore.create(sys.argv[1] + "-sem", initial=1)
+print("ready", flush=True)
+sys.stdin.read()
+srv.close(); sem.unlink(); sem.close()
+"""
+
+
+@linux_only
+@pytest.mark.skipif(not all(hasattr(ss, n) for n in ("PipeServer", "Semaphore")),
+                    reason="API not yet available: sharedstate.PipeServer / Semaphore")
+def test_ls_and_inspect_pipes_and_semaphores(unique_name):
+    p = subprocess.Popen([sys.executable, "-c", SERVE, unique_name], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        objs = {(o["kind"], o["name"]): o for o in json.loads(cli("ls", "--json").stdout)}
+        pipe = objs[("pipe", unique_name)]
+        assert pipe["holders_alive"] and pipe["holder_pids"] == [p.pid] and pipe["problem"] is None
+        sem = objs[("semaphore", unique_name + "-sem")]
+        assert sem["holders_alive"] and p.pid in sem["holder_pids"]
+        r = cli("inspect", unique_name)
+        assert r.returncode == 0 and "pipe" in r.stdout and ".sock" in r.stdout
+        r = cli("rm", unique_name + "-sem")
+        assert r.returncode == 1 and "in use" in r.stderr
+    finally:
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+    assert cli("inspect", unique_name).returncode == 1

@@ -364,22 +364,85 @@ def _describe_opened(name: str) -> Dict[str, Any]:
         return d
 
 
+def _file_holders(path: str) -> Tuple[bool, List[int]]:
+    st = os.stat(path)
+    pids = flock_holders((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    return bool(pids), pids or []
+
+
+def socket_dir() -> str:
+    """Where Linux pipes live (cpp/include/sharedstate/detail/posix_channels.hpp, socket_dir)."""
+    x = os.environ.get("XDG_RUNTIME_DIR", "")
+    if x.startswith("/"):
+        try:
+            st = os.lstat(x)
+            import stat as _stat
+            if _stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+                return os.path.join(x, "sharedstate")
+        except OSError:
+            pass
+    return f"/tmp/sharedstate-{os.geteuid()}"
+
+
+def describe_semaphore(name: str) -> Dict[str, Any]:
+    """A named semaphore: glibc keeps it in /dev/shm/sem.NAME; holders keep a shared flock on it."""
+    path = os.path.join(SHM_DIR, "sem." + name)
+    st = os.stat(path)  # FileNotFoundError if missing
+    held, pids = _file_holders(path)
+    return {"kind": "semaphore", "name": name, "size": st.st_size, "mode": oct(st.st_mode & 0o7777),
+            "problem": None, "holders_alive": held, "holder_pids": pids}
+
+
+def describe_pipe(name: str) -> Dict[str, Any]:
+    """A pipe server's socket; the server holds an exclusive flock on NAME.lock while it listens."""
+    d = socket_dir()
+    sock, lock = os.path.join(d, name + ".sock"), os.path.join(d, name + ".lock")
+    st = os.lstat(sock)  # FileNotFoundError if missing
+    try:
+        held, pids = _file_holders(lock)
+    except OSError:
+        held, pids = False, []
+    return {"kind": "pipe", "name": name, "size": 0, "mode": oct(st.st_mode & 0o7777), "path": sock,
+            "problem": None if held else "no server listening (left by a server that died; the next PipeServer replaces it)",
+            "holders_alive": held, "holder_pids": pids}
+
+
+def describe_any(name: str) -> Dict[str, Any]:
+    """The segment NAME, else the semaphore NAME, else the pipe NAME (FileNotFoundError if none)."""
+    for how in (describe, describe_semaphore, describe_pipe):
+        try:
+            return how(name)
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(name)
+
+
 def list_objects(include_other: bool = False) -> List[Dict[str, Any]]:
-    """Every sharedstate object of this user under /dev/shm."""
+    """Every sharedstate object of this user: segments and semaphores in /dev/shm, pipes in
+    the per-user socket directory."""
     out: List[Dict[str, Any]] = []
     uid = os.getuid()
     for entry in sorted(os.listdir(SHM_DIR)):
         path = os.path.join(SHM_DIR, entry)
         try:
             st = os.lstat(path)
-            if st.st_uid != uid or not os.path.isfile(path) or entry.startswith("sem."):
+            if st.st_uid != uid or not os.path.isfile(path):
                 continue
-            d = describe(entry, value=False)
+            d = describe_semaphore(entry[4:]) if entry.startswith("sem.") else describe(entry, value=False)
         except OSError:  # gone meanwhile, or not readable: not ours to show
             continue
         if d["kind"] == "other" and not include_other:
             continue
         out.append(d)
+    try:
+        socks = sorted(e for e in os.listdir(socket_dir()) if e.endswith(".sock"))
+    except OSError:
+        socks = []
+    for entry in socks:
+        try:
+            out.append(describe_pipe(entry[:-5]))
+        except OSError:
+            continue
     return out
 
 
@@ -415,6 +478,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         elif d["kind"] == "queue":
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
                       + (" (persistent)" if d.get("persistent") else ""))
+        elif d["kind"] in ("pipe", "semaphore"):
+            layout = "-"
         else:
             layout = "(no sharedstate header)"
         holders = "yes" if d["holders_alive"] else "no"
@@ -429,7 +494,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _lookup(name: str) -> Dict[str, Any]:
-    return describe(name) if LINUX else _describe_opened(name)
+    return describe_any(name) if LINUX else _describe_opened(name)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -457,6 +522,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if d["holder_pids"]:
         holders += f" (pids {', '.join(map(str, d['holder_pids']))})"
     print(f"  holders alive   {holders}", file=out)
+    if d["kind"] in ("pipe", "semaphore"):
+        if d.get("path"):
+            print(f"  path            {d['path']}", file=out)
+        if d.get("problem"):
+            _err(f"{d['name']!r}: {d['problem']}")
+            return 1
+        return 0
     if d["kind"] == "other":
         print(f"  first bytes     {d.get('first_bytes', '')}", file=out)
         print("  (attach with SharedState.attach_raw(name, layout))", file=out)
@@ -567,6 +639,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(d: Dict[str, Any]) -> None:
+    name = d["name"]
+    if d["kind"] == "semaphore":
+        os.unlink(os.path.join(SHM_DIR, "sem." + name))  # what sem_unlink does on glibc
+    elif d["kind"] == "pipe":
+        base = os.path.join(socket_dir(), name)
+        for ext in (".sock", ".lock"):
+            try:
+                os.unlink(base + ext)
+            except FileNotFoundError:
+                pass
+    else:
+        _core.state_unlink(name)
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     status = 0
     for name in args.names:
@@ -577,27 +664,31 @@ def cmd_rm(args: argparse.Namespace) -> int:
         if sys.platform == "win32":
             _err(f"rm {name!r}: Windows removes a named object with its last handle; nothing to do")
             continue
-        if not _core.segment_exists(name):
+        try:
+            if LINUX:
+                d = describe_any(name)
+            elif _core.segment_exists(name):
+                d = {"kind": "state", "name": name, "holders_alive": bool(_core.segment_held(name)), "holder_pids": []}
+            else:
+                raise FileNotFoundError(name)
+        except FileNotFoundError:
             if not args.force:
                 _err(f"rm: no object named {name!r}")
                 status = max(status, 1)
             continue
-        if LINUX:
-            try:
-                with Peek(name) as p:
-                    held, pids = _holders(p)
-            except OSError:
-                held, pids = bool(_core.segment_held(name)), []
-        else:
-            held, pids = bool(_core.segment_held(name)), []
-        if held and not args.force:
+        except OSError as e:
+            _err(f"rm {name!r}: {e}")
+            status = max(status, 1)
+            continue
+        if d["holders_alive"] and not args.force:
+            pids = d["holder_pids"]
             who = f" by pids {', '.join(map(str, pids))}" if pids else ""
-            _err(f"rm: {name!r} is in use{who}; they keep their mapping but nobody could open it again. "
-                 f"Use -f to remove it anyway.")
+            _err(f"rm: {d['kind']} {name!r} is in use{who}; they would keep it open but nobody could open it "
+                 f"again. Use -f to remove it anyway.")
             status = max(status, 1)
             continue
         try:
-            _core.state_unlink(name)
+            _remove(d)
         except FileNotFoundError:
             pass
         except OSError as e:
@@ -605,7 +696,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
             status = max(status, 1)
             continue
         if args.verbose:
-            print(f"removed {name}")
+            print(f"removed {d['kind']} {name}")
     return status
 
 
@@ -666,8 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--plain", action="store_true", help="one line per redraw, no terminal control codes")
     w.set_defaults(func=cmd_watch)
     rm = sub.add_parser("rm", help="remove objects by name",
-                        description="Remove the names. Refuses an object whose holders are alive unless -f "
-                                    "(they would keep an orphaned mapping that nobody can open again).")
+                        description="Remove the names (segments, semaphores, pipe sockets). Refuses an object "
+                                    "whose holders are alive unless -f (they would keep an orphaned object that "
+                                    "nobody can open again).")
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.add_argument("-f", "--force", action="store_true", help="remove even if in use; no error for missing names")
     rm.add_argument("-v", "--verbose", action="store_true", help="print each name removed")
