@@ -614,11 +614,11 @@ def main(argv=None):
         cfg.cpu_parent = allowed[0]
         cfg.cpu_child = allowed[1] if len(allowed) > 1 else allowed[0]
     q = cfg.quick
-    cfg.access_rounds, cfg.access_number = (5, 50000) if q else (15, 200000)
-    cfg.cxx_rounds = 5 if q else 21
-    cfg.rt_rounds, cfg.rt_n, cfg.rt_warm = (2, 3000, 500) if q else (5, 20000, 2000)
-    cfg.tp_rounds, cfg.tp_n = (2, 50000) if q else (5, 300000)
-    cfg.torn_reads = 500000 if q else 5000000
+    cfg.access_rounds, cfg.access_number = (7, 100000) if q else (15, 200000)
+    cfg.cxx_rounds = 7 if q else 21
+    cfg.rt_rounds, cfg.rt_n, cfg.rt_warm = (3, 5000, 1000) if q else (5, 20000, 2000)
+    cfg.tp_rounds, cfg.tp_n = (3, 100000) if q else (5, 300000)
+    cfg.torn_reads = 1000000 if q else 5000000
     cfg.timeout = 30.0
 
     command = "python bench/compare.py" + (" --quick" if q else "") + ("" if cfg.only == ",".join(SECTIONS) else f" --only {cfg.only}")
