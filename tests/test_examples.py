@@ -168,3 +168,29 @@ def test_typing_tour_channels_runs():
     r = python("typing_tour_channels.py")
     assert r.returncode == 0, r.stderr
     assert "pipe: [b'PING', b'bye'] semaphore: True" in r.stdout
+
+
+def _guide_block(lang: str) -> str:
+    text = (ROOT / "docs" / "guide.md").read_text()
+    quick = text[text.index("## Quick start"):text.index("## Layouts")]
+    start = quick.index(f"```{lang}\n") + len(lang) + 4
+    return quick[start:quick.index("```", start)]
+
+
+def test_guide_snippets_python(unique_name, tmp_path):
+    code = _guide_block("python").replace("ControllerMemory", unique_name)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "201 2"
+
+
+@pytest.mark.skipif(shutil.which("c++") is None or sys.platform == "win32", reason="needs a native C++ compiler")
+def test_guide_snippets_cpp(unique_name, tmp_path):
+    src = tmp_path / "quick.cpp"
+    src.write_text(_guide_block("cpp").replace("ControllerMemory", unique_name))
+    exe = tmp_path / "quick"
+    r = subprocess.run(["c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'cpp' / 'include'}",
+                        str(src), "-o", str(exe), "-pthread"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
