@@ -662,7 +662,13 @@ def cmd_rm(args: argparse.Namespace) -> int:
             status = max(status, bad)
             continue
         if sys.platform == "win32":
-            _err(f"rm {name!r}: Windows removes a named object with its last handle; nothing to do")
+            # Windows has no unlink: a named object goes with its last handle.
+            if _core.segment_exists(name):
+                _err(f"rm: {name!r} is open in some process; Windows removes it when the last handle closes")
+                status = max(status, 1)
+            elif not args.force:
+                _err(f"rm: no object named {name!r}")
+                status = max(status, 1)
             continue
         try:
             if LINUX:
