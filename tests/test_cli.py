@@ -221,6 +221,21 @@ def test_watch_ctrl_c_exits_cleanly_and_redraws_in_place(holder, unique_name):
     assert b"42" in out
 
 
+@linux_only
+def test_watch_ends_when_the_state_goes_away(unique_name):
+    w = subprocess.Popen([sys.executable, "-c", HOLD, unique_name, "9"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert w.stdout.readline().strip() == "ready"
+    watch = subprocess.Popen([sys.executable, "-m", "sharedstate", "watch", "--plain", "-n", "0.05", unique_name],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "x=9" in watch.stdout.readline()
+    w.stdin.close()  # the only holder closes: the segment goes away (watch holds nothing)
+    assert w.wait(timeout=30) == 0
+    out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 0 and "is gone" in err
+    assert not ss._core.segment_exists(unique_name)
+
+
 # ---------------------------------------------------------------- rm, cleanup, entry points
 @linux_only
 def test_rm_refuses_a_held_object_unless_forced(holder, unique_name):

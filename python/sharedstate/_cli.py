@@ -49,6 +49,10 @@ class Problem(Exception):
     """A segment whose bytes fail validation (reported, never used)."""
 
 
+class Gone(Exception):
+    """The object being watched was removed (its last holder closed it)."""
+
+
 def _fnv1a(data: bytes, h: int = 2166136261) -> int:
     for b in data:
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF
@@ -571,11 +575,20 @@ def _watch_frames(name: str, interval: float) -> Iterator[Tuple[int, Dict[str, A
     """Yields (version, values, fields) every `interval` seconds."""
     if LINUX:
         with Peek(name) as p:
+            if p.kind() == "queue":
+                raise Problem("is a queue; watch shows a state's fields (try 'inspect')")
             h = p.state_header()
             while True:
                 v, payload = p.read_payload(h)
                 yield v, decode_fields(h["fields"], payload), h["fields"]
                 time.sleep(interval)
+                try:  # still the object we are showing? (its last holder may have removed it)
+                    st = os.stat(p.path)
+                    same = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) == p.dev_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    raise Gone(name)
     else:
         from ._state import SharedState
         with SharedState.open(name) as st:
@@ -626,6 +639,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         out.write("\n" if tty else "")
         out.flush()
+        return 0
+    except Gone:
+        out.flush()
+        _err(f"{args.name!r} is gone: its last holder closed it (or it was removed)")
         return 0
     except FileNotFoundError:
         _err(f"no object named {args.name!r}")
