@@ -583,8 +583,8 @@ def _watch_frames(name: str, interval: float) -> Iterator[Tuple[int, Dict[str, A
                 yield v, decode_fields(h["fields"], payload), h["fields"]
                 time.sleep(interval)
                 try:  # still the object we are showing? (its last holder may have removed it)
-                    st = os.stat(p.path)
-                    same = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) == p.dev_ino
+                    now = os.stat(p.path)
+                    same = (os.major(now.st_dev), os.minor(now.st_dev), now.st_ino) == p.dev_ino
                 except FileNotFoundError:
                     same = False
                 if not same:
