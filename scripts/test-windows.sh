@@ -203,6 +203,8 @@ deselect=(
   --deselect tests/test_state.py::test_raw_attach_create_and_unlink
   # Imports fcntl at module level (POSIX only): the module cannot even be collected on Windows.
   --ignore=tests/test_fuzz_segments.py
+  # Imports resource at module level (POSIX only): same.
+  --ignore=tests/test_faults.py
 )
 # Windows CPython under Wine cannot start with a regular file as a std handle: stdout/stderr go
 # to a pipe (tee), stdin is /dev/null (works).
