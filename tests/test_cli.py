@@ -118,6 +118,7 @@ def test_ls_kinds_by_magic_and_foreign_bytes(unique_name):
     header[0:8] = b"SHQUEUE1"
     struct.pack_into("<HHIQ", header, 8, 1, 2, 256, 4096)
     paths["queue"] = (unique_name + "-q", bytes(header))
+    paths["mailslot"] = (unique_name + "-box.mailslot", bytes(header))  # Linux mailslots are queues
     paths["other"] = (unique_name + "-legacy", b"\x01\x02\x03" * 7)
     bad = bytearray(os.urandom(700))
     bad[0:8] = b"SHSTATE1"
@@ -131,6 +132,7 @@ def test_ls_kinds_by_magic_and_foreign_bytes(unique_name):
         assert r.returncode == 0, r.stderr
         objs = {o["name"]: o for o in json.loads(r.stdout)}
         assert objs[paths["queue"][0]]["kind"] == "queue"
+        assert objs[unique_name + "-box"]["kind"] == "mailslot"
         assert paths["other"][0] not in objs  # only with --all
         assert objs[paths["corrupt"][0]]["problem"]
         assert objs[paths["truncated"][0]]["problem"].startswith("truncated")

@@ -413,12 +413,25 @@ def describe_pipe(name: str) -> Dict[str, Any]:
 
 def describe_any(name: str) -> Dict[str, Any]:
     """The segment NAME, else the semaphore NAME, else the pipe NAME (FileNotFoundError if none)."""
-    for how in (describe, describe_semaphore, describe_pipe):
+    for how in (describe, describe_semaphore, describe_pipe, describe_mailslot):
         try:
             return how(name)
         except FileNotFoundError:
             continue
     raise FileNotFoundError(name)
+
+
+MAILSLOT_SUFFIX = ".mailslot"  # Linux: a mailslot is a queue segment NAME.mailslot (mailslot.hpp)
+
+
+def describe_mailslot(name: str) -> Dict[str, Any]:
+    return _as_mailslot(describe(name + MAILSLOT_SUFFIX))
+
+
+def _as_mailslot(d: Dict[str, Any]) -> Dict[str, Any]:
+    if d["kind"] == "queue" and d["name"].endswith(MAILSLOT_SUFFIX):
+        d = dict(d, kind="mailslot", name=d["name"][:-len(MAILSLOT_SUFFIX)])
+    return d
 
 
 def list_objects(include_other: bool = False) -> List[Dict[str, Any]]:
@@ -432,7 +445,7 @@ def list_objects(include_other: bool = False) -> List[Dict[str, Any]]:
             st = os.lstat(path)
             if st.st_uid != uid or not os.path.isfile(path):
                 continue
-            d = describe_semaphore(entry[4:]) if entry.startswith("sem.") else describe(entry, value=False)
+            d = describe_semaphore(entry[4:]) if entry.startswith("sem.") else _as_mailslot(describe(entry, value=False))
         except OSError:  # gone meanwhile, or not readable: not ours to show
             continue
         if d["kind"] == "other" and not include_other:
@@ -479,7 +492,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             layout = "! " + d["problem"]
         elif d["kind"] == "state":
             layout = layout_text(d["layout"]) + (" (persistent)" if d.get("persistent") else "")
-        elif d["kind"] == "queue":
+        elif d["kind"] in ("queue", "mailslot") and "capacity" in d:
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
                       + (" (persistent)" if d.get("persistent") else ""))
         elif d["kind"] in ("pipe", "semaphore"):
@@ -546,7 +559,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                        ("waiters", "waiters")):
         if key in d and d[key] is not None:
             print(f"  {label:<15} {d[key]}", file=out)
-    if d["kind"] == "queue" and "capacity" in d:
+    if d["kind"] in ("queue", "mailslot") and "capacity" in d:
         print(f"  consumer        {_owner_text(d.get('consumer'), 'none')}", file=out)
     if d["kind"] == "state" and "layout" in d:
         wl, lw = d.get("writer_lock"), d.get("last_writer")
@@ -667,6 +680,8 @@ def _remove(d: Dict[str, Any]) -> None:
                 os.unlink(base + ext)
             except FileNotFoundError:
                 pass
+    elif d["kind"] == "mailslot":
+        _core.state_unlink(name + MAILSLOT_SUFFIX)
     else:
         _core.state_unlink(name)
 
