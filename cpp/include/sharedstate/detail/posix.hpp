@@ -14,6 +14,7 @@
 #include <climits>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -81,13 +82,25 @@ inline bool read_start_time(long pid, uint64_t& start, char& state) {
 
 inline uint32_t token_of(uint64_t start) { return uint32_t(start) ? uint32_t(start) : 1u; }
 
+// Cached per process. A forked child must not inherit the cache, or its locks would carry
+// its parent's identity (a child killed holding the lock would then look alive to the
+// parent forever): an atfork handler clears it in every child.
+inline std::atomic<uint64_t>& self_owner_cache() {
+    static std::atomic<uint64_t> cache{0};
+    return cache;
+}
 inline uint64_t self_owner() {
-    static const uint64_t me = [] {
-        uint64_t start = 0;
-        char state = 0;
-        read_start_time(long(getpid()), start, state);
-        return (uint64_t(uint32_t(getpid())) << 32) | token_of(start);
+    uint64_t me = self_owner_cache().load(std::memory_order_relaxed);
+    if (me) return me;
+    static const bool hooked = [] {
+        return pthread_atfork(nullptr, nullptr, [] { self_owner_cache().store(0, std::memory_order_relaxed); }) == 0;
     }();
+    (void)hooked;
+    uint64_t start = 0;
+    char state = 0;
+    read_start_time(long(getpid()), start, state);
+    me = (uint64_t(uint32_t(getpid())) << 32) | token_of(start);
+    self_owner_cache().store(me, std::memory_order_relaxed);
     return me;
 }
 
