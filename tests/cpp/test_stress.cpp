@@ -18,6 +18,11 @@
 
 #include "check.hpp"
 
+#if !defined(_WIN32)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
 namespace {
 
 struct Payload {
@@ -234,6 +239,44 @@ TEST_CASE("processes: writer SIGKILLed / SIGSTOPped mid-write; readers never tor
     CHECK(takeovers >= rounds);
     st.close();
     CHECK(!sharedstate::detail::os::SegmentFile::exists(name));
+#endif
+}
+
+TEST_CASE("fork: a child has its own lock identity; one that dies holding the lock is taken over") {
+#if defined(_WIN32)
+    return;
+#else
+    const std::string name = check::unique("fork");
+    auto st = Block::create(name);
+    st.write(make(1));  // the parent's owner word is now computed (and cached)
+    const uint64_t parent = sharedstate::detail::os::self_owner();
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        // In the child: its own identity, then die inside a write, holding the lock.
+        bool own = sharedstate::detail::os::self_owner() != parent &&
+                   sharedstate::detail::os::owner_pid(sharedstate::detail::os::self_owner()) == uint32_t(::getpid());
+        if (!own) ::_exit(3);
+        auto c = Block::open(name);
+        c.update([](Payload&) { ::_exit(0); });
+        ::_exit(4);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(sharedstate::detail::os::owner_pid(st.block().lock_owner()) == uint32_t(pid));
+    Payload p = make(2);
+    sharedstate::SharedBlock::Patch patch{0, sizeof p, reinterpret_cast<const unsigned char*>(&p)};
+    bool wrote = false;
+    try {
+        wrote = st.block().write_patches(&patch, 1, std::chrono::seconds(2));
+    } catch (const sharedstate::Error& e) {
+        std::fprintf(stderr, "takeover after fork: %s\n", e.what());
+    }
+    CHECK(wrote);
+    CHECK(st.block().recoveries() == 1);
+    CHECK(consistent(st.read()) && st.read().n == 2);
+    st.close();
 #endif
 }
 
