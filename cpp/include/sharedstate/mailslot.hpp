@@ -91,6 +91,9 @@ public:
             }
         }
         try {
+            // The queue lets threads of one process share the consumer role; a mailslot has
+            // one reader object, so a reader already registered in this process counts too.
+            if (q_.consumer_owner() == detail::os::self_owner()) fail(errc::invalid_argument, "reader in this process");
             q_.claim_consumer();
         } catch (const Error&) {
             uint64_t o = q_.consumer_owner();

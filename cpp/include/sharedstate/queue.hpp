@@ -4,7 +4,7 @@
 //
 // Ring. Positions are byte counts since creation (u64, never wrap); a position's place in
 // the ring is pos & (capacity - 1). A record is a 16-byte header and the payload, padded to
-// 8 bytes. `tail` is where the next record goes, `head` the first record not yet consumed;
+// 16 bytes (so the gap before the ring's end always fits a padding record's header). `tail` is where the next record goes, `head` the first record not yet consumed;
 // tail - head <= capacity always.
 //
 // Producers. A put first *reserves* under a tiny owner-word lock (the reserve lock): read
@@ -56,7 +56,7 @@ using format::kCacheLine;
 inline constexpr uint16_t kVersion = 1;
 inline constexpr uint32_t kHeaderSize = 320;
 inline constexpr uint32_t kRecordHeader = 16;
-inline constexpr uint32_t kRecordAlign = 8;
+inline constexpr uint32_t kRecordAlign = 16;  // so that a padding record always has room for its header
 inline constexpr uint64_t kMinCapacity = 256;
 inline constexpr uint64_t kMaxCapacity = uint64_t(1) << 30;  // record sizes are u32
 inline constexpr uint32_t kFlagPersistent = format::kFlagPersistent;
@@ -65,6 +65,7 @@ inline constexpr uint32_t kFlagPersistent = format::kFlagPersistent;
 inline constexpr uint32_t kWriting = 0;               // reserved, payload being copied
 inline constexpr uint32_t kPublished = 0x80000000u;   // | payload length (< 2^30)
 inline constexpr uint32_t kPadding = 0x40000000u;     // filler up to the ring's end; skip
+inline constexpr uint32_t kCancelled = 0x20000000u;   // a reserved put abandoned by its producer; skip
 inline constexpr uint32_t kLengthMask = 0x3fffffffu;
 
 // Bytes 0..63: immutable after creation. Same offsets as the state preamble for the common
@@ -78,7 +79,7 @@ struct Preamble {
     uint64_t segment_size;        // 16  header_size + capacity
     uint64_t capacity;            // 24  ring bytes, a power of two, 256 .. 2^30
     uint32_t max_message;         // 32  largest payload a put accepts
-    uint32_t record_align;        // 36  8
+    uint32_t record_align;        // 36  16
     uint32_t reserved0;           // 40  0
     uint32_t flags;               // 44  bit 0: persistent
     uint32_t checksum;            // 48  FNV-1a 32 of bytes 8..63 with this field as 0
@@ -178,7 +179,7 @@ inline Info validate(const unsigned char* base, uint64_t mapped, const std::stri
     if (p.segment_size > mapped)
         corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(p.segment_size) + ")");
     if (uint64_t(p.max_message) + kRecordHeader > p.capacity) corrupt("max_message larger than the ring");
-    if (p.record_align != kRecordAlign) corrupt("record alignment is not 8");
+    if (p.record_align != kRecordAlign) corrupt("record alignment is not 16");
     if (checksum(base) != p.checksum) corrupt("header checksum mismatch");
     Info i;
     i.capacity = p.capacity;
@@ -358,6 +359,62 @@ public:
         return true;
     }
 
+    // Zero-copy put: reserve room for `len` bytes, fill data(), then commit() to publish. A
+    // Slot destroyed without commit() is cancelled (the consumer skips it). While a Slot is
+    // open, the consumer waits for it (later messages queue behind it): fill it promptly.
+    class Slot {
+    public:
+        Slot() = default;
+        Slot(Slot&& o) noexcept { take(o); }
+        Slot& operator=(Slot&& o) noexcept {
+            if (this != &o) { cancel(); take(o); }
+            return *this;
+        }
+        Slot(const Slot&) = delete;
+        Slot& operator=(const Slot&) = delete;
+        ~Slot() { cancel(); }
+        unsigned char* data() const noexcept { return data_; }
+        size_t size() const noexcept { return size_; }
+        explicit operator bool() const noexcept { return q_ != nullptr; }
+        void commit() {
+            if (!q_) fail(errc::closed, "put slot already committed or cancelled");
+            Queue* q = q_;
+            q_ = nullptr;
+            q->publish(pos_, qformat::kPublished | uint32_t(size_), map_);
+        }
+        void cancel() noexcept {
+            if (!q_) return;
+            Queue* q = q_;
+            q_ = nullptr;
+            q->publish(pos_, qformat::kCancelled, map_);
+        }
+    private:
+        friend class Queue;
+        void take(Slot& o) {
+            q_ = o.q_; pos_ = o.pos_; data_ = o.data_; size_ = o.size_; map_ = std::move(o.map_);
+            o.q_ = nullptr;
+        }
+        Queue* q_ = nullptr;
+        uint64_t pos_ = 0;
+        unsigned char* data_ = nullptr;
+        size_t size_ = 0;
+        std::shared_ptr<detail::os::Mapping> map_;
+    };
+
+    Slot begin_put(size_t len, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1),
+                   const Interrupt& intr = {}) {
+        check_len(len);
+        uint64_t pos = 0;
+        if (reserve(len, pos, detail::Deadline::after(0), {}) != Reserved::ok) pos = reserve_slow(len, timeout, intr);
+        Slot s;
+        s.q_ = this;
+        s.pos_ = pos;
+        s.data_ = reinterpret_cast<unsigned char*>(rec(pos)) + qformat::kRecordHeader;
+        s.size_ = len;
+        s.map_ = map_;
+        return s;
+    }
+
     // ------------------------------------------------------------ consuming (one consumer)
     // Calls fn(const unsigned char* payload, size_t len) on the next message in place, then
     // consumes it. False (fn not called) if none is ready now. If fn throws, the message
@@ -475,7 +532,11 @@ public:
         auto deadline = detail::Deadline::after(timeout.count());
         for (;;) {
             uint64_t blocked = 0;  // position of an unpublished record at head, if any
-            if (ready(&blocked)) return;
+            if (ready(&blocked)) {
+                // Padding at head: consume it now (a producer may be waiting for those bytes).
+                if (skip_padding()) continue;
+                return;
+            }
             uint64_t slice = blocked ? 10000000u : UINT64_MAX;  // re-check a writing producer every 10 ms
             detail::Deadline d = deadline;
             if (slice != UINT64_MAX) d.at = std::min(deadline.at, detail::os::monotonic_ns() + slice);
@@ -662,6 +723,12 @@ private:
             pad->state.store(qformat::kPadding, std::memory_order_relaxed);
             t += to_end;
             h_->tail.store(t, std::memory_order_release);
+            if (t - hd + need > cap) {
+                // The consumer must pass the padding before the record fits: wake it if it
+                // sleeps on an empty queue (it would not notice the padding otherwise).
+                wake_consumer();
+                return Reserved::full;
+            }
         }
         if (t - hd + need > cap) return Reserved::full;
         qformat::Record* r0 = rec(t);
@@ -680,6 +747,16 @@ private:
         if (len) std::memcpy(reinterpret_cast<unsigned char*>(r) + qformat::kRecordHeader, data, len);
         // release: the payload is visible to the consumer that sees the state (acquire).
         r->state.store(qformat::kPublished | uint32_t(len), std::memory_order_release);
+        wake_consumer();
+    }
+
+    void publish(uint64_t pos, uint32_t state, const std::shared_ptr<detail::os::Mapping>& m) noexcept {
+        if (closed_ || map_ != m) return;  // our mapping is gone: the consumer will see us dead... or closed
+        rec(pos)->state.store(state, std::memory_order_release);
+        wake_consumer();
+    }
+
+    void wake_consumer() {
         // Dekker with the consumer's wait (wait.hpp): our store, then its waiter count.
         std::atomic_thread_fence(std::memory_order_seq_cst);
         if (h_->data_waiters.load(std::memory_order_relaxed)) {
@@ -689,13 +766,17 @@ private:
     }
 
     void put_slow(const void* data, size_t len, std::chrono::nanoseconds timeout, const Interrupt& intr) {
+        commit_put(reserve_slow(len, timeout, intr), data, len);
+    }
+
+    uint64_t reserve_slow(size_t len, std::chrono::nanoseconds timeout, const Interrupt& intr) {
         auto keep = map_;
         auto deadline = detail::Deadline::after(timeout.count());
         const uint64_t need = qformat::record_size(len);
         for (;;) {
             uint64_t pos = 0;
             Reserved r = reserve(len, pos, deadline, intr);
-            if (r == Reserved::ok) return commit_put(pos, data, len);
+            if (r == Reserved::ok) return pos;
             if (r == Reserved::lock_busy) {
                 if (deadline.left() > 0) continue;
                 fail(errc::timeout, "put to queue '" + name_ + "': the reserve lock is held by pid " +
@@ -736,8 +817,8 @@ private:
             if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd ||
                 (hd & mask_) + size > info_.capacity)
                 corrupt("record at " + std::to_string(hd) + " has an impossible size " + std::to_string(size));
-            if (st == qformat::kPadding) {
-                release_bytes(hd + size, false);
+            if (st == qformat::kPadding || st == qformat::kCancelled) {
+                release_bytes(hd + size, st == qformat::kCancelled);
                 continue;
             }
             if (st == qformat::kWriting) return false;
@@ -753,28 +834,39 @@ private:
         }
     }
 
-    // Is a message ready at head? Non-mutating (safe from the waiting loop). With
-    // `blocked`, reports the position of a record still being written.
+    // Is a message (or padding, which the consumer must pass) ready at head? Non-mutating
+    // (safe from the waiting loop). With `blocked`, reports a record still being written.
     bool ready(uint64_t* blocked, bool seq_cst = false) {
         auto mo = seq_cst ? std::memory_order_seq_cst : std::memory_order_acquire;
         uint64_t hd = h_->head.load(std::memory_order_relaxed);
         uint64_t t = h_->tail.load(mo);
-        while (hd != t) {
-            if (t < hd || t - hd > info_.capacity) return true;  // let peek() report it
-            qformat::Record* r = rec(hd);
-            uint32_t st = r->state.load(mo);
-            uint32_t size = r->size;
-            if (st != qformat::kPadding) {
-                if (st == qformat::kWriting) {
-                    if (blocked) *blocked = hd;
-                    return false;
-                }
-                return true;
-            }
-            if (size < qformat::kRecordHeader || size > t - hd) return true;  // peek() reports it
-            hd += size;
+        if (hd == t) return false;
+        if (t < hd || t - hd > info_.capacity) return true;  // let peek() report it
+        uint32_t st = rec(hd)->state.load(mo);
+        if (st == qformat::kWriting) {
+            if (blocked) *blocked = hd;
+            return false;
         }
-        return false;
+        return true;
+    }
+
+    // Consumes padding records at head. True if it moved head.
+    bool skip_padding() {
+        bool moved = false;
+        for (;;) {
+            uint64_t hd = h_->head.load(std::memory_order_relaxed);
+            uint64_t t = h_->tail.load(std::memory_order_acquire);
+            if (hd == t || t < hd || t - hd > info_.capacity) return moved;
+            qformat::Record* r = rec(hd);
+            uint32_t st = r->state.load(std::memory_order_acquire);
+            if (st != qformat::kPadding && st != qformat::kCancelled) return moved;
+            uint32_t size = r->size;
+            if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd ||
+                (hd & mask_) + size > info_.capacity)
+                corrupt("padding at " + std::to_string(hd) + " has an impossible size " + std::to_string(size));
+            release_bytes(hd + size, st == qformat::kCancelled);
+            moved = true;
+        }
     }
 
     uint64_t owner_at(uint64_t pos) const { return rec(pos)->owner; }
@@ -790,8 +882,7 @@ private:
         if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || t < pos || size > t - pos ||
             (pos & mask_) + size > info_.capacity)
             corrupt("record at " + std::to_string(pos) + " has an impossible size " + std::to_string(size));
-        // Skip the padding before it too (peek would anyway).
-        if (h_->head.load(std::memory_order_relaxed) != pos) release_bytes(pos, false);
+        if (h_->head.load(std::memory_order_relaxed) != pos) return;  // not at head: not ours to skip
         h_->skipped.fetch_add(1, std::memory_order_relaxed);
         release_bytes(pos + size, true);
     }
