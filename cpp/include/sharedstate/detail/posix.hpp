@@ -222,6 +222,13 @@ public:
 
     std::shared_ptr<Mapping> map(uint64_t size, bool writable) const {
         if (size == 0) throw Error(make_error_code(errc::corrupt_segment), "mmap('" + name_ + "'): empty segment");
+        // Reserve every page we may touch: an object another process only ftruncate'd is
+        // sparse, and in a full /dev/shm the first touch of a hole is a SIGBUS. Cheap when
+        // the creator already reserved it (ours always do); ENOSPC here is a clear error.
+        if (writable) {
+            int e = posix_fallocate(fd_, 0, off_t(size));
+            if (e != 0 && e != EINVAL && e != EOPNOTSUPP) throw_os("posix_fallocate", name_, e);
+        }
         void* p = mmap(nullptr, size_t(size), PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd_, 0);
         if (p == MAP_FAILED) throw_os("mmap", name_);
         return std::make_shared<Mapping>(p, size_t(size));
