@@ -1012,10 +1012,28 @@ class TornSS(Torn):
         self.st.close()
 
 
+class TornRaw(TornStruct):
+    name = "pack_into writer / sharedstate attach_raw read() (legacy segment, best-effort)"
+    group = "sharedstate"
+
+    def __init__(self):
+        self.ss = sharedstate()
+
+    def make_reader(self):
+        self.raw = self.ss.SharedState.attach_raw(self.shm.name.lstrip("/"), self.ss.CONTROLLER)
+        read = self.raw.read
+        return lambda: read()[:2]
+
+    def close(self):
+        self.raw.close()
+        TornStruct.close(self)
+
+
 TORN = [
     ("struct", TornStruct),
     ("ctypes", TornCtypes),
     ("ss", TornSS),
+    ("ss_raw", TornRaw),
 ]
 
 
