@@ -113,9 +113,11 @@ inline sockaddr_un unix_addr(const std::string& path) {
 }
 
 // Waits until fd is ready for `events`, at most until the deadline, in slices so that
-// intr() (Ctrl-C) runs at least every kSliceNs. Returns false on timeout.
-inline bool wait_fd(int fd, short events, const Deadline& dl, const Interrupt& intr) {
+// intr() (Ctrl-C) runs at least every kSliceNs. Returns false on timeout; true when ready
+// or when *stop was set (by close() in another thread: the caller checks it).
+inline bool wait_fd(int fd, short events, const Deadline& dl, const Interrupt& intr, const std::atomic<bool>* stop = nullptr) {
     for (;;) {
+        if (stop && stop->load()) return true;
         uint64_t left = dl.left();
         if (left == 0) return false;
         uint64_t slice = left < kSliceNs ? left : kSliceNs;
@@ -175,6 +177,7 @@ public:
         for (;;) {
             if (eof_) fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
             if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+            if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
             // Blocking recvmsg when at least a slice is left (SO_RCVTIMEO ends it every
             // slice); otherwise non-blocking + ppoll for the exact rest.
             bool blocking = block && (dl.forever() || dl.left() >= kSliceNs);
@@ -198,7 +201,8 @@ public:
                 if (e == EAGAIN || e == EWOULDBLOCK) {
                     if (!block) return false;
                     if (blocking) { intr(); continue; }
-                    if (!wait_fd(fd_, POLLIN, dl, intr)) return false;
+                    if (!wait_fd(fd_, POLLIN, dl, intr, &closing_)) return false;
+                    if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
                     continue;
                 }
                 if (e == EINTR) { intr(); continue; }
@@ -349,13 +353,17 @@ private:
         m.msg_iovlen = 2;
         try {
             for (;;) {
+                if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
                 bool blocking = dl.forever() || dl.left() >= kSliceNs;
                 ssize_t r = sendmsg(fd_, &m, MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT));
                 if (r >= 0) return true;  // SEQPACKET: all or nothing
                 int e = errno;
                 if (e == EAGAIN || e == EWOULDBLOCK) {
                     if (blocking) { intr(); continue; }
-                    if (wait_fd(fd_, POLLOUT, dl, intr)) continue;
+                    if (wait_fd(fd_, POLLOUT, dl, intr, &closing_)) {
+                        if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+                        continue;
+                    }
                     if (!mid_message) return false;
                     broken("a send timed out in the middle of a long message");
                 }
@@ -446,7 +454,7 @@ public:
             }
             int e = errno;
             if (e == EAGAIN || e == EWOULDBLOCK) {
-                if (!wait_fd(fd_, POLLIN, dl, intr)) return -1;
+                if (!wait_fd(fd_, POLLIN, dl, intr, &closing_)) return -1;
                 continue;
             }
             if (e == EINTR) { intr(); continue; }
