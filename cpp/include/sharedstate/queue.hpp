@@ -562,10 +562,8 @@ public:
         uint64_t p = h_->puts.load(std::memory_order_acquire);
         return p > g ? size_t(p - g) : 0;
     }
-    bool empty() const {
-        check_open();
-        return h_->head.load(std::memory_order_acquire) == h_->tail.load(std::memory_order_acquire);
-    }
+    // No message queued (ready or being written); padding does not count.
+    bool empty() const { return size() == 0; }
     // Payload size of the next message if it is ready, else -1 (a non-consuming look).
     int64_t next_size() {
         uint64_t pos = 0;
