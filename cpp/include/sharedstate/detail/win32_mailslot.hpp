@@ -67,6 +67,9 @@ public:
                 if (ReadFile(h_, buf_.data(), DWORD(buf_.size()), &got, nullptr))
                     return std::vector<unsigned char>(buf_.begin(), buf_.begin() + got);
                 DWORD err = GetLastError();
+                // Wine reads a zero-length mailslot message as ERROR_BROKEN_PIPE (consuming it);
+                // Windows returns 0 bytes. A mailslot reader has no pipe to break otherwise.
+                if (next == 0 && err == ERROR_BROKEN_PIPE) return {};
                 if (err != ERROR_SEM_TIMEOUT && err != ERROR_INSUFFICIENT_BUFFER) os::throw_os("ReadFile", name_, err);
                 continue;
             }
