@@ -1,6 +1,7 @@
 // Writes the fuzzers' seed corpus: real state segments made by SharedBlock::create (so the
 // seeds are exactly what the library writes), each with the mode byte of fuzz_common.hpp
 // in front, plus truncated variants.   make_seeds OUT_DIR
+#include <sharedstate/queue.hpp>
 #include <sharedstate/sharedstate.hpp>
 
 #include <cstdio>
@@ -56,6 +57,25 @@ int main(int argc, char** argv) {
                                size_t(300), seg.size() / 2, seg.size() - 1})
                 put(seg, cut, persistent ? 0 : 3);
         }
+    }
+    // Queue segments: empty, with messages waiting, and wrapped around the ring.
+    for (int variant = 0; variant < 3; ++variant) {
+        std::string name = "sst-fuzz-seedq-" + std::to_string(::getpid());
+        QueueOptions o;
+        o.persistent = true;
+        Queue q = Queue::create(name, 1024, 0, o);
+        std::vector<unsigned char> got;
+        for (int i = 0; i < variant * 20; ++i) {
+            std::string m(size_t(1 + i * 7 % 90), char('a' + i % 26));
+            if (!q.try_put(m.data(), m.size())) { q.try_get(got); q.try_put(m.data(), m.size()); }
+            if (variant == 2 && i % 2) q.try_get(got);
+        }
+        std::ifstream in("/dev/shm/" + name, std::ios::binary);
+        std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        q.close();
+        Queue::unlink(name);
+        for (unsigned char mode : {(unsigned char)0, (unsigned char)3}) put(bytes, bytes.size(), mode);
+        for (size_t cut : {size_t(64), size_t(319), size_t(320), size_t(600), bytes.size() - 1}) put(bytes, cut, 3);
     }
     std::printf("%d seeds in %s\n", n, out.c_str());
     return 0;
