@@ -272,9 +272,25 @@ public:
     void create(const std::string& name) {
         name_ = name;
         path_ = pipe_path(name);
+        // One server per name. FILE_FLAG_FIRST_PIPE_INSTANCE says so on Windows, but Wine
+        // ignores it; a named mutex held for the server's life says so everywhere (and goes
+        // away with a crashed server, like the pipe itself).
+        std::string guard = "Local\\sharedstate-pipe-server." + split_name(name, "pipe").base;
+        guard_ = CreateMutexA(nullptr, FALSE, guard.c_str());
+        if (!guard_) throw_os("CreateMutexA", guard);
+        if (GetLastError() == ERROR_ALREADY_EXISTS) {
+            close();
+            throw Error(std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category()),
+                        "pipe '" + name + "': a server is already listening [WinError 183]");
+        }
         ev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
-        if (!ev_) throw_os("CreateEventA", name);
-        pending_ = instance(true);
+        if (!ev_) { DWORD e = GetLastError(); close(); throw_os("CreateEventA", name, e); }
+        try {
+            pending_ = instance(true);
+        } catch (...) {
+            close();
+            throw;
+        }
     }
 
     HANDLE accept(const Deadline& dl, const Interrupt& intr) {
@@ -329,6 +345,8 @@ public:
         ev_ = nullptr;
         for (HANDLE h : orphans_) CloseHandle(h);
         orphans_.clear();
+        if (guard_) CloseHandle(guard_);
+        guard_ = nullptr;
     }
     const std::string& path() const noexcept { return path_; }
 
@@ -355,7 +373,7 @@ private:
         std::rethrow_exception(e);
     }
 
-    HANDLE pending_ = nullptr, ev_ = nullptr;
+    HANDLE pending_ = nullptr, ev_ = nullptr, guard_ = nullptr;
     std::vector<HANDLE> orphans_;
     std::atomic<bool> closing_{false};
     std::string name_, path_;
