@@ -38,6 +38,7 @@ class Queue(_core.QueueCore):
     """
 
     __slots__ = ("_name",)
+    _name: str
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -109,7 +110,7 @@ class Queue(_core.QueueCore):
     # ------------------------------------------------------------------ facts and lifetime
     @property
     def name(self) -> str:
-        return self._name
+        return str(self._name)
 
     @property
     def closed(self) -> bool:

@@ -354,7 +354,7 @@ public:
     bool try_put(const void* data, size_t len) {
         check_len(len);
         uint64_t pos = 0;
-        if (reserve(len, pos, detail::Deadline::after(0), {}) != Reserved::ok) return false;
+        if (reserve(len, pos, kNoWait, {}) != Reserved::ok) return false;
         commit_put(pos, data, len);
         return true;
     }
@@ -405,7 +405,7 @@ public:
                    const Interrupt& intr = {}) {
         check_len(len);
         uint64_t pos = 0;
-        if (reserve(len, pos, detail::Deadline::after(0), {}) != Reserved::ok) pos = reserve_slow(len, timeout, intr);
+        if (reserve(len, pos, kNoWait, {}) != Reserved::ok) pos = reserve_slow(len, timeout, intr);
         Slot s;
         s.q_ = this;
         s.pos_ = pos;
@@ -628,6 +628,8 @@ public:
     const std::shared_ptr<detail::os::Mapping>& mapping() const { check_open(); return map_; }
 
 private:
+    static constexpr detail::Deadline kNoWait{0};  // already passed: try, never wait (no clock read)
+
     static bool is_exists(const Error& e) {
 #if defined(_WIN32)
         return e.code() == std::error_code(183 /*ERROR_ALREADY_EXISTS*/, std::system_category());
