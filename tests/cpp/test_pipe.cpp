@@ -2,7 +2,9 @@
 // available, many clients, a killed client, a server restarted after a crash, errors.
 #include <sharedstate/pipe.hpp>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -211,7 +213,9 @@ TEST_CASE("errors") {
     }
     conn.send(std::string(100, 'y'));
     CHECK(cli.recv(seconds(5)) == std::string(100, 'y'));
-    conn.close();
+    conn.send("last words");
+    conn.close();  // what was sent before close() is still delivered
+    CHECK(cli.recv(seconds(5)) == "last words");
     try {
         cli.recv(seconds(5));
         CHECK(false);
@@ -226,6 +230,31 @@ TEST_CASE("errors") {
 #endif
     srv.close();
     CHECK_THROWS(Pipe::connect(name), const std::system_error&);
+}
+
+TEST_CASE("close_wakes_blocked_threads") {
+    std::string name = check::unique("pipe");
+    PipeServer srv(name);
+    Pipe cli = Pipe::connect(name, seconds(5));
+    Pipe conn = srv.accept(seconds(5));
+    std::atomic<int> woke{0};
+    std::thread r([&] {
+        try { cli.recv(); } catch (const Error& e) { if (e.is(errc::closed)) woke += 1; }
+    });
+    std::thread a([&] {
+        try { srv.accept(); } catch (const Error& e) { if (e.is(errc::closed)) woke += 1; }
+    });
+    check::sleep_ms(150);
+    auto t0 = steady_clock::now();
+    cli.close();
+    srv.close();
+    r.join();
+    a.join();
+    CHECK(woke == 2);
+    CHECK(steady_clock::now() - t0 < seconds(2));
+    bool ended = false;  // the peer of a closed pipe sees the end of the stream
+    try { conn.recv(seconds(5)); } catch (const Error& e) { ended = e.is(errc::end_of_stream); }
+    CHECK(ended);
 }
 
 CHECK_MAIN()
