@@ -40,8 +40,37 @@ ALLOWED = {"CorruptSegmentError", "WrongKindError", "LayoutMismatchError", "Valu
 WORKER = textwrap.dedent(r"""
     import json, keyword, sys
     import sharedstate as ss
+    def queue(name):
+        q = ss.Queue.open(name)
+        try:
+            q.info()
+            got = 0
+            for _ in range(6):
+                try:
+                    m = q.get(timeout=0)
+                    assert isinstance(m, bytes) and len(m) <= q.max_message, "message past max_message"
+                    got += 1
+                except TimeoutError:
+                    break
+            for _ in range(3):
+                try:
+                    q.put(b"fuzz", timeout=0)
+                except TimeoutError:
+                    break
+            return {"ok": True, "got": got}
+        finally:
+            q.close()
+
     for line in sys.stdin:
-        name = line.strip()
+        kind, name = line.split()
+        try:
+            if kind == "queue":
+                print(json.dumps(queue(name)), flush=True)
+                continue
+        except Exception as e:  # noqa: BLE001 - classified by the parent
+            print(json.dumps({"ok": False, "type": type(e).__name__, "mro": [c.__name__ for c in type(e).__mro__],
+                              "msg": str(e)[:300]}), flush=True)
+            continue
         try:
             st = ss.SharedState.open(name)
             try:
@@ -80,8 +109,8 @@ class Worker:
         self.p = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   text=True, bufsize=1)
 
-    def open(self, name: str) -> dict:
-        self.p.stdin.write(name + "\n")
+    def open(self, name: str, kind: str = "state") -> dict:
+        self.p.stdin.write(f"{kind} {name}\n")
         self.p.stdin.flush()
         line = self.p.stdout.readline()
         if not line:
@@ -98,7 +127,7 @@ class Worker:
 
 @pytest.fixture(scope="module")
 def worker():
-    for kind in ("controller", "mixed", "wide"):
+    for kind in ("controller", "mixed", "wide", "queue", "queue-wrapped"):
         _valid_bytes(kind)  # made once, before the examples (and the leak check) start
     w = Worker()
     yield w
@@ -124,11 +153,36 @@ def _fix_checksum(data: bytearray) -> None:
     struct.pack_into("<I", data, 48, _fnv1a(bytes(data[256:end]), _fnv1a(bytes(pre))))
 
 
+def _fix_queue_checksum(data: bytearray) -> None:
+    """A queue's checksum covers bytes 8..63 only (docs/format-queue.md)."""
+    if len(data) >= 64:
+        pre = bytearray(data[8:64])
+        pre[40:44] = b"\0\0\0\0"
+        struct.pack_into("<I", data, 48, _fnv1a(bytes(pre)))
+
+
 _SEEDS: dict = {}
 
 
 def _valid_bytes(kind: str) -> bytes:
     """A real segment's bytes, made by the library itself (persistent so that they can be copied)."""
+    if kind.startswith("queue") and kind not in _SEEDS:
+        # a queue with messages waiting (and, for "queue-wrapped", a ring that has wrapped)
+        name = f"sst-fuzzseed-{os.getpid()}-{kind}"
+        q = ss.Queue.create(name, capacity=1024, persistent=True)
+        for i in range(40 if kind == "queue-wrapped" else 6):
+            try:
+                q.put(bytes([i]) * (1 + i * 13 % 90), timeout=0)
+            except TimeoutError:
+                q.get(timeout=0)
+            if kind == "queue-wrapped" and i % 2:
+                q.get(timeout=0)
+        path = Path("/dev/shm") / name
+        data = bytearray(path.read_bytes())
+        data[152:160] = bytes(8)  # no consumer: the fuzzed bytes' own consumer word decides
+        _SEEDS[kind] = bytes(data)
+        q.close()
+        path.unlink()
     if kind not in _SEEDS:
         layouts = {
             "controller": ss.CONTROLLER,
@@ -203,18 +257,18 @@ def random_segment():
     )
 
 
-def _check(worker, name: str, data: bytes, hold: bool, persistent: bool) -> dict:
+def _check(worker, name: str, data: bytes, hold: bool, persistent: bool, kind: str = "state") -> dict:
     data = bytearray(data)
     if persistent and len(data) >= 48:  # else open() finds no holder and removes it
         data[44] |= 1
-        _fix_checksum(data)
+        (_fix_queue_checksum if kind == "queue" else _fix_checksum)(data)
     path = Path("/dev/shm") / name
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         os.write(fd, bytes(data))
         if hold:  # act as a live holder (a creator): open() then trusts it is in use
             fcntl.flock(fd, fcntl.LOCK_SH)
-        res = worker.open(name)
+        res = worker.open(name, kind)
     finally:
         os.close(fd)
         try:
@@ -255,6 +309,56 @@ def test_mutated_segments_never_crash(worker, unique_name, data, hold, persisten
 @given(data=random_segment(), persistent=st.booleans())
 def test_random_segments_never_crash(worker, unique_name, data, persistent):
     res = _check(worker, unique_name, data, False, persistent)
+    name = unique_name
+    COUNTS["examples"] += 1
+    COUNTS["ok"] += res["ok"]
+    if not res["ok"]:
+        key = res["type"] + ": " + re.sub(r"\d+", "N", res["msg"].replace(name, "NAME"))[:60]
+        COUNTS["errors"][key] = COUNTS["errors"].get(key, 0) + 1
+
+
+# Queue header (docs/format-queue.md) and live words; records start at 320.
+QUEUE_FIELDS = [(0, "<Q"), (8, "<H"), (10, "<H"), (12, "<I"), (16, "<Q"), (24, "<Q"), (32, "<I"), (36, "<I"),
+                (44, "<I"), (48, "<I"), (64, "<Q"), (72, "<Q"), (80, "<Q"), (128, "<Q"), (136, "<Q"), (152, "<Q"),
+                (192, "<I"), (196, "<I"), (256, "<I"), (260, "<I")]
+RECORD_FIELDS = [(0, "<I"), (4, "<I"), (8, "<Q")]
+
+
+@st.composite
+def mutated_queue(draw):
+    data = bytearray(_valid_bytes(draw(st.sampled_from(["queue", "queue-wrapped"]))))
+    for _ in range(draw(st.integers(1, 4))):
+        what = draw(st.sampled_from(["header", "record", "record", "flip", "truncate"]))
+        if what == "header":
+            off, fmt = draw(st.sampled_from(QUEUE_FIELDS))
+            bits = struct.calcsize(fmt) * 8
+            value = draw(st.one_of(st.sampled_from(INTERESTING), st.integers(0, 2**bits - 1))) % (2**bits)
+            if off + struct.calcsize(fmt) <= len(data):
+                struct.pack_into(fmt, data, off, value)
+        elif what == "record":  # a record header anywhere in the ring, 16-aligned or not
+            pos = 320 + draw(st.one_of(st.integers(0, 63).map(lambda k: 16 * k), st.integers(0, 1023)))
+            off, fmt = draw(st.sampled_from(RECORD_FIELDS))
+            bits = struct.calcsize(fmt) * 8
+            value = draw(st.one_of(st.sampled_from(INTERESTING + [0x80000000 | 5, 0x40000000, 0x20000000]),
+                                   st.integers(0, 2**bits - 1))) % (2**bits)
+            if pos + off + struct.calcsize(fmt) <= len(data):
+                struct.pack_into(fmt, data, pos + off, value)
+        elif what == "flip" and data:
+            pos = draw(st.integers(0, len(data) - 1))
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif what == "truncate":
+            data = data[:draw(st.integers(0, len(data)))]
+    if draw(st.booleans()):
+        _fix_queue_checksum(data)
+    return bytes(data)
+
+
+@settings(max_examples=max(EXAMPLES // 2, 20), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(data=mutated_queue(), hold=st.booleans(), persistent=st.booleans())
+def test_mutated_queue_segments_never_crash(worker, unique_name, data, hold, persistent):
+    hold = hold and data[:8] != bytes(8) and len(data) >= 320
+    res = _check(worker, unique_name, data, hold, persistent, kind="queue")
     name = unique_name
     COUNTS["examples"] += 1
     COUNTS["ok"] += res["ok"]

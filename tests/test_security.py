@@ -188,3 +188,64 @@ def test_header_sizes_and_offsets_are_checked_against_the_mapping(unique_name, c
         assert unique_name in msg
     finally:
         os.unlink(f"/dev/shm/{unique_name}")
+
+
+# ------------------------------------------------------------------------------ the other objects
+def test_queue_mailslot_and_semaphore_are_0600_even_with_a_permissive_umask(unique_name):
+    def make():
+        q = ss.Queue.create(unique_name + "-q", capacity=1024, persistent=True)
+        q.close()
+        s = ss.Semaphore.create(unique_name + "-s", initial=0)
+        mode_s = _mode("sem." + unique_name + "-s")
+        s.close()
+        m = ss.Mailslot(unique_name + "-m")
+        mode_m = _mode(unique_name + "-m.mailslot")
+        m.close()
+        return [_mode(unique_name + "-q"), mode_s, mode_m]
+
+    try:
+        kind, msg = _in_child(make, umask=0)
+        assert (kind, msg) == ("ok", repr([0o600, 0o600, 0o600]))
+    finally:
+        for n in (unique_name + "-q", "sem." + unique_name + "-s", unique_name + "-m.mailslot"):
+            if os.path.exists(f"/dev/shm/{n}"):
+                os.unlink(f"/dev/shm/{n}")
+
+
+def test_pipe_socket_directory_is_private(unique_name):
+    def serve():
+        srv = ss.PipeServer(unique_name)
+        try:
+            d = os.path.dirname(srv.path)
+            return [stat.S_IMODE(os.lstat(d).st_mode), os.lstat(d).st_uid == os.geteuid()]
+        finally:
+            srv.close()
+
+    kind, msg = _in_child(serve, umask=0)
+    assert (kind, msg) == ("ok", repr([0o700, True]))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
+def test_another_uid_cannot_use_our_queue_semaphore_or_pipe(unique_name):
+    q = ss.Queue.create(unique_name + "-q", capacity=1024)
+    s = ss.Semaphore.create(unique_name + "-s", initial=1)
+    srv = ss.PipeServer(unique_name + "-p")
+    try:
+        kind, msg = _in_child(lambda: ss.Queue.open(unique_name + "-q"), uid=NOBODY)
+        assert kind == "PermissionError" and unique_name in msg, (kind, msg)
+        kind, msg = _in_child(lambda: ss.Semaphore.open(unique_name + "-s"), uid=NOBODY)
+        assert kind == "PermissionError", (kind, msg)
+        kind, msg = _in_child(lambda: ss.MailslotWriter(unique_name + "-q").send(b"x"), uid=NOBODY)
+        assert kind in ("PermissionError", "FileNotFoundError"), (kind, msg)
+        # Another user looks in its own socket directory: our server is not reachable, and
+        # our directory is closed to it even by path.
+        kind, msg = _in_child(lambda: ss.Pipe.connect(unique_name + "-p", timeout=0.3), uid=NOBODY)
+        assert kind in ("FileNotFoundError", "TimeoutError", "PermissionError"), (kind, msg)
+        kind, msg = _in_child(lambda: os.listdir(os.path.dirname(srv.path)), uid=NOBODY)
+        assert kind == "PermissionError", (kind, msg)
+        assert s.acquire(timeout=0)  # untouched
+    finally:
+        srv.close()
+        s.unlink()
+        s.close()
+        q.close()
