@@ -194,3 +194,11 @@ def test_guide_snippets_cpp(unique_name, tmp_path):
     assert r.returncode == 0, r.stderr
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(not all(hasattr(ss, n) for n in ("Queue", "Mailslot", "MailslotWriter")),
+                    reason="API not yet available: sharedstate.Queue / Mailslot")
+def test_typing_tour_queue_runs():
+    r = python("typing_tour_queue.py")
+    assert r.returncode == 0, r.stderr
+    assert "queue: [b'first', b'second', b'third'] mailslot: (b'hello', " in r.stdout

@@ -174,6 +174,94 @@ class Semaphore:
     @property
     def closed(self) -> bool: ...
 
+# ---------------------------------------------------------------- queue and mailslot
+class QueueCore:
+    """The compiled half of sharedstate.Queue (hot calls through CPython's own conventions)."""
+
+    def put(self, data: Buffer, timeout: float | None = None) -> None:
+        """Append one message; blocks while the queue is full (TimeoutError; 0: do not wait)."""
+
+    def get(self, timeout: float | None = None) -> bytes:
+        """The oldest message; blocks while empty (TimeoutError)."""
+
+    def get_into(self, buf: Buffer, timeout: float | None = None) -> int:
+        """Copy the oldest message into a writable buffer; its length (too small: ValueError, not consumed)."""
+
+    def empty(self) -> bool:
+        """No message (ready or being written) is queued."""
+
+    def __len__(self) -> int: ...
+
+class QueueView:
+    """The next message in place (buffer protocol), until commit() or abandon()."""
+
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def commit(self) -> None:
+        """Consume the message (its bytes may be reused)."""
+
+    def abandon(self) -> None:
+        """Leave the message queued."""
+
+class QueueSlot:
+    """Room for one message being put in place (writable buffer), until commit() or cancel()."""
+
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def commit(self) -> None:
+        """Publish the message."""
+
+    def cancel(self) -> None:
+        """Drop it: the consumer skips it."""
+
+def _queue_create(self: QueueCore, name: str, capacity: int, max_message: int, exist_ok: bool,
+                  persistent: bool, /) -> None: ...
+def _queue_open(self: QueueCore, name: str, /) -> None: ...
+def _queue_close(self: QueueCore, /) -> None: ...
+def _queue_closed(self: QueueCore, /) -> bool: ...
+def _queue_name(self: QueueCore, /) -> str: ...
+def _queue_info(self: QueueCore, /) -> dict[str, Any]: ...
+def _queue_set_spin(self: QueueCore, seconds: float, /) -> None: ...
+def _queue_view(self: QueueCore, timeout: float | None, /) -> QueueView: ...
+def _queue_slot(self: QueueCore, size: int, timeout: float | None, /) -> QueueSlot: ...
+def queue_unlink(name: str) -> None:
+    """Remove the queue's name now (FileNotFoundError if missing); holders keep their mapping."""
+
+class MailslotCore:
+    """The compiled half of sharedstate.Mailslot (the reader)."""
+
+    def __init__(self, name: str, max_message: int = ..., capacity: int = ...) -> None: ...
+    def recv(self, timeout: float | None = None) -> bytes:
+        """The next whole message (TimeoutError)."""
+
+    def recv_into(self, buf: Buffer, timeout: float | None = None) -> int:
+        """Copies the next message into buf; its size."""
+
+    def info(self) -> tuple[int | None, int | None]:
+        """(size of the next message or None, number of messages waiting or None)."""
+
+    def close(self) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def max_message(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+class MailslotWriterCore:
+    """The compiled half of sharedstate.MailslotWriter (FileNotFoundError if nobody reads NAME)."""
+
+    def __init__(self, name: str) -> None: ...
+    def send(self, data: Buffer, timeout: float | None = 0.0) -> None:
+        """One message; never waits while there is room (TimeoutError when the reader fell
+        `capacity` bytes behind for `timeout` seconds; BrokenPipeError when it is gone)."""
+
+    def close(self) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+
 # ---------------------------------------------------------------- segments by name
 def state_unlink(name: str) -> None:
     """Remove the name now (FileNotFoundError if missing); holders keep their mapping."""
