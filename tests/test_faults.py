@@ -115,8 +115,10 @@ def test_soak_writers_killed_and_stopped_at_random_points(unique_name):
                 os.kill(w.pid, signal.SIGSTOP)
                 stops += 1
                 r0 = reads.value
-                time.sleep(0.03)
-                assert reads.value > r0, "the reader waited for a stopped writer"
+                t_stop = time.monotonic()
+                while reads.value <= r0 + 100 and time.monotonic() - t_stop < 5:
+                    time.sleep(0.005)
+                assert reads.value > r0 + 100, "the reader waited for a stopped writer"
                 st.lock_timeout = 0.3
                 try:
                     st.write(_payload(10**12 + rnd))
