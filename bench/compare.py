@@ -650,6 +650,27 @@ def plot(samples, rows, path):
     return str(path), None
 
 
+BEGIN, END = "<!-- results:begin (written by compare.py --readme) -->", "<!-- results:end -->"
+
+
+def update_readme(md, res):
+    """Replace the Results section of bench/README.md with this run (and commit-able plot)."""
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        log("bench/README.md has no results markers; not updated")
+        return
+    body = md.split("\n", 1)[1]  # drop the H1 title
+    body = body.replace("## ", "### ")
+    if res.get("plot"):
+        shutil.copyfile(res["plot"], HERE / "roundtrip.png")
+        body = body.replace(f"]({Path(res['plot']).name})", "](roundtrip.png)")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{BEGIN}\nReproduce with `{res['command']}`.\n{body}\n{END}{tail}")
+    log(f"updated {readme}")
+
+
 # ================================================================== main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -657,6 +678,8 @@ def main(argv=None):
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
     ap.add_argument("--out", default=str(HERE / "results"), help="output folder (default bench/results)")
     ap.add_argument("--cpus", default=None, help="parent,child CPU numbers (default: the first two allowed)")
+    ap.add_argument("--readme", action="store_true",
+                    help="also put this run's tables into bench/README.md and its plot into bench/roundtrip.png")
     ap.add_argument("--mechs", default=None,
                     help="only these cross-process mechanisms, comma-separated keys (e.g. ss_pipe,seqpacket)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds of every cross-process section")
@@ -687,7 +710,7 @@ def main(argv=None):
         cfg.rt_n = cfg.n
     cfg.mechs = set(cfg.mechs.split(",")) if cfg.mechs else None
 
-    command = "python bench/compare.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python bench/compare.py"] + [a for a in (sys.argv[1:] if argv is None else argv) if a != "--readme"])
     res = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}}
     t0 = time.time()
@@ -721,6 +744,8 @@ def main(argv=None):
     (cfg.out / "compare.md").write_text(md + "\n")
     (cfg.out / "compare.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     print(md)
+    if cfg.readme:
+        update_readme(md, res)
     log(f"\nwrote {cfg.out / 'compare.md'}, {cfg.out / 'compare.json'}" + (f", {res['plot']}" if res.get("plot") else ""))
     return 0
 
