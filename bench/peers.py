@@ -1075,7 +1075,7 @@ def state_access_cases():
             ("numpy_copy", "numpy structured view arr.copy()", "peer", "read", "arr.copy()", nsn),
         ]
     except Skip as e:
-        cases.append(("numpy_field", "numpy structured view", "peer", "read", None, e))
+        cases.append(("numpy_field", "numpy structured view", "peer", "read", None, Skip(str(e))))
 
     # A pure-Python seqlock: even/odd counter in a memoryview.cast('I'), payload behind it.
     ctr = shm.buf[1024:1088].cast("I")
@@ -1127,7 +1127,7 @@ def state_access_cases():
         nsi["_keep"] = (node, svc, wr, rd)   # alive until cleanup clears the namespace
         spaces.append(nsi)
     except Skip as e:
-        cases.append(("iox_bb_read", "iceoryx2 blackboard", "peer", "read", None, e))
+        cases.append(("iox_bb_read", "iceoryx2 blackboard", "peer", "read", None, Skip(str(e))))
     except Exception as e:  # iceoryx2 present but failing here: say so
         cases.append(("iox_bb_read", "iceoryx2 blackboard", "peer", "read", None,
                       Skip(f"iceoryx2 blackboard failed: {type(e).__name__}: {e}"[:160])))
@@ -1158,7 +1158,7 @@ def state_access_cases():
             st.close()
         cleanups.insert(0, _ss_close)
     except Skip as e:
-        cases.append(("ss_read", "sharedstate read()", "sharedstate", "read", None, e))
+        cases.append(("ss_read", "sharedstate read()", "sharedstate", "read", None, Skip(str(e))))
 
     # The floor of any binding: a bare METH_NOARGS call and a bare getset attribute.
     floor_obj = (12345).bit_length
