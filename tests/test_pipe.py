@@ -456,3 +456,23 @@ def test_another_uid_is_refused_by_peer_credentials(unique_name, monkeypatch):
             for f in files:
                 os.unlink(os.path.join(d, f))
             os.rmdir(d)
+
+
+@pytest.mark.skipif(not LINUX, reason="XDG_RUNTIME_DIR is Linux")
+def test_client_with_xdg_runtime_dir_finds_a_server_without(unique_name, monkeypatch):
+    runtime = tempfile.mkdtemp(prefix="sst-xdg-")
+    try:
+        monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        with ss.PipeServer(unique_name) as srv:  # in /tmp/sharedstate-<uid>
+            assert srv.path.startswith(f"/tmp/sharedstate-{os.geteuid()}/")
+            monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+            with ss.Pipe.connect(unique_name, timeout=5) as cli, srv.accept(timeout=5) as conn:
+                cli.send(b"found")
+                assert conn.recv(timeout=5) == b"found"
+            with ss.PipeServer(unique_name + "-x") as other:  # a server with XDG lives there
+                assert other.path.startswith(runtime + "/sharedstate/")
+    finally:
+        for d, _, files in os.walk(runtime, topdown=False):
+            for f in files:
+                os.unlink(os.path.join(d, f))
+            os.rmdir(d)

@@ -61,11 +61,14 @@ inline bool private_dir_ok(const std::string& dir, struct stat& st) {
     return lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077) == 0;
 }
 
-inline std::string socket_dir(bool create) {
+// tmp_only: the /tmp directory even when XDG_RUNTIME_DIR is usable. A client looks there
+// too, so that a server started without XDG_RUNTIME_DIR (a service, cron, another login) is
+// found by a client that has it, and the other way round.
+inline std::string socket_dir(bool create, bool tmp_only = false) {
     std::string dir;
     struct stat st;
     const char* x = std::getenv("XDG_RUNTIME_DIR");
-    if (x && x[0] == '/' && private_dir_ok(x, st)) dir = std::string(x) + "/sharedstate";
+    if (!tmp_only && x && x[0] == '/' && private_dir_ok(x, st)) dir = std::string(x) + "/sharedstate";
     else dir = "/tmp/sharedstate-" + std::to_string(unsigned(geteuid()));
     if (create && mkdir(dir.c_str(), 0700) == 0) {
         if (chmod(dir.c_str(), 0700) != 0) throw_os("chmod", dir);  // the umask may have taken bits
@@ -499,14 +502,35 @@ private:
 // forever, else retried until the deadline (then errc::timeout). Returns the connected fd.
 inline int pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr) {
     std::string base = split_name(name, "pipe").base;
-    for (;;) {
-        std::string path = socket_path(socket_dir(false), base, ".sock");
+    // One attempt at DIR/NAME.sock: the connected fd, or -1 with errno set.
+    auto attempt = [&](const std::string& path) {
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0) throw_os("socket", name);
         sockaddr_un a = unix_addr(path);
-        int r = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-        int e = r == 0 ? 0 : errno;
-        if (r == 0) {
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+        int e = errno;
+        ::close(fd);
+        errno = e;
+        return -1;
+    };
+    for (;;) {
+        std::string dir = socket_dir(false);
+        std::string path = socket_path(dir, base, ".sock");
+        int fd = attempt(path);
+        int e = fd >= 0 ? 0 : errno;
+        bool absent = e == ENOENT || e == ECONNREFUSED;  // no file, or a crashed server's file
+        if (absent) {
+            // Not in $XDG_RUNTIME_DIR/sharedstate: perhaps the server had no XDG_RUNTIME_DIR.
+            // That directory must pass the same checks; if it does not, it does not count.
+            std::string tmp;
+            try { tmp = socket_dir(false, true); } catch (const Error&) { tmp = dir; }
+            if (tmp != dir) {
+                int fd2 = attempt(socket_path(tmp, base, ".sock"));
+                int e2 = fd2 >= 0 ? 0 : errno;
+                if (fd2 >= 0 || (e2 != ENOENT && e2 != ECONNREFUSED)) { fd = fd2; e = e2; absent = false; path = socket_path(tmp, base, ".sock"); }
+            }
+        }
+        if (fd >= 0) {
             if (!peer_is_us(fd)) {
                 ::close(fd);
                 throw Error(std::error_code(EACCES, std::generic_category()), "pipe '" + name + "': the server runs as another user (SO_PEERCRED)");
@@ -515,9 +539,7 @@ inline int pipe_connect(const std::string& name, const Deadline& dl, const Inter
             fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);  // blocking + SO_RCVTIMEO slices from now on
             return fd;
         }
-        ::close(fd);
         if (e == EINTR) { intr(); continue; }
-        bool absent = e == ENOENT || e == ECONNREFUSED;  // no file, or a crashed server's file
         if (!absent && e != EAGAIN) throw_os("connect", path, e);
         if (absent && dl.forever()) throw_os("connect", name + "' at '" + path, ENOENT);
         if (dl.left() == 0) fail(errc::timeout, "pipe '" + name + "': no server accepted a connection in time");
