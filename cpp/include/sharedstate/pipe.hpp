@@ -47,14 +47,23 @@ inline void check_max_message(size_t m, const std::string& name) {
 }
 inline Deadline deadline_of(std::chrono::nanoseconds t) { return Deadline::after(t.count()); }
 
-// Takes m before the deadline, running intr() every slice. False on timeout.
-inline bool lock_within(std::timed_mutex& m, const Deadline& dl, const Interrupt& intr) {
+// Takes m before the deadline, running intr() every slice. False on timeout. Contention
+// means two threads receiving (or sending) on one pipe at once, which is rare and slow
+// anyway: it polls with a backoff of up to 1 ms instead of a timed mutex (whose
+// pthread_mutex_clocklock ThreadSanitizer does not understand).
+inline bool lock_within(std::mutex& m, const Deadline& dl, const Interrupt& intr) {
     if (m.try_lock()) return true;
+    uint64_t nap = 20000, next_intr = os::monotonic_ns() + kSliceNs;
     for (;;) {
         uint64_t left = dl.left();
         if (left == 0) return false;
-        if (m.try_lock_for(std::chrono::nanoseconds(left < kSliceNs ? left : kSliceNs))) return true;
-        intr();
+        os::sleep_ns(nap < left ? nap : left);
+        if (m.try_lock()) return true;
+        if (nap < 1000000) nap *= 2;
+        if (os::monotonic_ns() >= next_intr) {
+            intr();
+            next_intr = os::monotonic_ns() + kSliceNs;
+        }
     }
 }
 }  // namespace detail
@@ -94,7 +103,7 @@ public:
         }
         detail::Deadline dl = detail::deadline_of(timeout);
         if (!detail::lock_within(p.smu, dl, intr)) timed_out(p, "send");
-        std::lock_guard<std::timed_mutex> g(p.smu, std::adopt_lock);
+        std::lock_guard<std::mutex> g(p.smu, std::adopt_lock);
         if (p.closed.load(std::memory_order_relaxed)) closed_error();
         if (!p.conn.send(static_cast<const unsigned char*>(data), n, dl, intr)) timed_out(p, "send");
     }
@@ -105,7 +114,7 @@ public:
     bool try_send(const void* data, size_t n) {
         Impl& p = live();
         if (n > p.max || !p.smu.try_lock()) return false;
-        std::lock_guard<std::timed_mutex> g(p.smu, std::adopt_lock);
+        std::lock_guard<std::mutex> g(p.smu, std::adopt_lock);
         return p.conn.try_send(static_cast<const unsigned char*>(data), n);
     }
 
@@ -118,7 +127,7 @@ public:
         Impl& p = live();
         detail::Deadline dl = detail::deadline_of(timeout);
         if (!detail::lock_within(p.rmu, dl, intr)) timed_out(p, "recv");
-        std::lock_guard<std::timed_mutex> g(p.rmu, std::adopt_lock);
+        std::lock_guard<std::mutex> g(p.rmu, std::adopt_lock);
         if (p.closed.load(std::memory_order_relaxed)) closed_error();
         if (!p.conn.fill(dl, intr, true)) timed_out(p, "recv");
         return deliver(p, std::forward<Sink>(sink));
@@ -148,7 +157,7 @@ public:
     bool peek_with(Sink&& sink) {
         Impl& p = live();
         if (!p.rmu.try_lock()) return false;
-        std::lock_guard<std::timed_mutex> g(p.rmu, std::adopt_lock);
+        std::lock_guard<std::mutex> g(p.rmu, std::adopt_lock);
         if (!p.conn.fill(detail::Deadline::after(0), Interrupt{}, false)) return false;
         sink(p.conn.data(), p.conn.size());
         return true;
@@ -164,7 +173,7 @@ public:
     size_t available() {
         Impl& p = live();
         if (!p.rmu.try_lock()) return 0;
-        std::lock_guard<std::timed_mutex> g(p.rmu, std::adopt_lock);
+        std::lock_guard<std::mutex> g(p.rmu, std::adopt_lock);
         try {
             p.conn.fill(detail::Deadline::after(0), Interrupt{}, false);
         } catch (const Error& e) {
@@ -181,7 +190,7 @@ public:
         Impl& p = *p_;
         if (p.closed.exchange(true)) return;
         // The goodbye must not land inside a long message another thread is sending.
-        bool have_send = p.smu.try_lock_for(std::chrono::milliseconds(20));
+        bool have_send = detail::lock_within(p.smu, detail::Deadline::after(20000000), Interrupt{});
         p.conn.wake_for_close(have_send);
         if (!have_send) p.smu.lock();  // the sender was woken with an error: it lets go
         p.rmu.lock();
@@ -206,7 +215,7 @@ private:
     struct Impl {
         Impl(detail::os::NativePipe h, const std::string& n, size_t m) : conn(h, n, m), max(m) {}
         detail::os::PipeConn conn;
-        std::timed_mutex rmu, smu;
+        std::mutex rmu, smu;
         std::atomic<bool> closed{false};
         size_t max;
     };
@@ -269,7 +278,7 @@ public:
         Impl& p = live();
         detail::Deadline dl = detail::deadline_of(timeout);
         if (!detail::lock_within(p.mu, dl, intr)) timed_out(p);
-        std::lock_guard<std::timed_mutex> g(p.mu, std::adopt_lock);
+        std::lock_guard<std::mutex> g(p.mu, std::adopt_lock);
         if (p.closed.load()) fail(errc::closed, "pipe server '" + p.name + "' is closed");
         detail::os::NativePipe h = p.l.accept(dl, intr);
         if (h == detail::os::kNoPipe) timed_out(p);
@@ -294,7 +303,7 @@ public:
 private:
     struct Impl {
         detail::os::PipeListener l;
-        std::timed_mutex mu;
+        std::mutex mu;
         std::atomic<bool> closed{false};
         std::string name;
         size_t max = kDefaultMaxMessage;

@@ -179,7 +179,7 @@ public:
         if (ready_) return true;
         for (;;) {
             if (eof_) fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
-            if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+            if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_.load());
             if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
             // Blocking recvmsg when at least a slice is left (SO_RCVTIMEO ends it every
             // slice); otherwise non-blocking + ppoll for the exact rest.
@@ -280,7 +280,7 @@ public:
     // peer sees BrokenPipeError, never a message that runs into the next one).
     // Returns false on timeout before anything was sent.
     bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr) {
-        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_.load());
         unsigned char hdr[9];
         if (n <= chunk_) {
             hdr[0] = 'M';
@@ -341,12 +341,18 @@ private:
         ready_big_ = big;
         ready_ = true;
     }
-    [[noreturn]] void broken(const std::string& why) {
-        broken_ = true;
-        why_ = why;
+    // The receiving and the sending thread may both find the pipe broken: the reason is a
+    // string literal published before the flag, so either side reads a complete one.
+    void mark_broken(const char* why) noexcept {
+        const char* none = nullptr;
+        why_.compare_exchange_strong(none, why);
+        broken_.store(true);
+    }
+    [[noreturn]] void broken(const char* why, const std::string& detail = "") {
+        mark_broken(why);
         big_active_ = false;
         shutdown(fd_, SHUT_RDWR);
-        fail(errc::broken_pipe, "pipe '" + name_ + "': " + why);
+        fail(errc::broken_pipe, "pipe '" + name_ + "': " + why + detail);
     }
     bool send_record(const unsigned char* hdr, size_t hn, const unsigned char* p, size_t n, const Deadline& dl,
                      const Interrupt& intr, bool mid_message) {
@@ -373,16 +379,16 @@ private:
                 if (e == EINTR) { intr(); continue; }
                 if (e == EPIPE || e == ECONNRESET || e == ENOTCONN) {
                     if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
-                    broken("the peer is gone (sendmsg: " + std::string(std::strerror(e)) + ")");
+                    broken("the peer is gone", " (sendmsg: " + std::string(std::strerror(e)) + ")");
                 }
                 throw_os("sendmsg", name_, e);
             }
         } catch (const Error& err) {
             // Ctrl-C between records would leave half a message behind: break the pipe.
-            if (mid_message && !broken_) { broken_ = true; why_ = "a send was interrupted in the middle of a long message"; shutdown(fd_, SHUT_RDWR); }
+            if (mid_message && !broken_) { mark_broken("a send was interrupted in the middle of a long message"); shutdown(fd_, SHUT_RDWR); }
             throw;
         } catch (...) {
-            if (mid_message && !broken_) { broken_ = true; why_ = "a send was interrupted in the middle of a long message"; shutdown(fd_, SHUT_RDWR); }
+            if (mid_message && !broken_) { mark_broken("a send was interrupted in the middle of a long message"); shutdown(fd_, SHUT_RDWR); }
             throw;
         }
     }
@@ -398,9 +404,10 @@ private:
     const unsigned char* ready_ptr_ = nullptr;
     size_t ready_len_ = 0;
     bool ready_ = false, ready_big_ = false;
-    bool eof_ = false, broken_ = false;
+    bool eof_ = false;                    // receiving side only (under the receive lock)
+    std::atomic<bool> broken_{false};     // either side
+    std::atomic<const char*> why_{nullptr};
     std::atomic<bool> closing_{false};
-    std::string why_;
 };
 
 // ---------------------------------------------------------------- listening
