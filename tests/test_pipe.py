@@ -286,6 +286,20 @@ def test_max_message(unique_name):
         conn.close()
 
 
+def test_receiver_refuses_messages_over_its_max_message(unique_name):
+    with ss.PipeServer(unique_name, max_message=1000) as srv:
+        cli = ss.Pipe.connect(unique_name, timeout=5)  # default max_message: may send more
+        conn = srv.accept(timeout=5)
+        for size in (5000, 200000):  # one record, several records (Linux)
+            cli.send(b"z" * size)
+            cli.send(b"ok")
+            with pytest.raises(ValueError):
+                conn.recv(timeout=5)  # discarded whole ...
+            assert conn.recv(timeout=5) == b"ok"  # ... and the stream is still in step
+        cli.close()
+        conn.close()
+
+
 def test_timeouts(server, unique_name):
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
