@@ -630,12 +630,14 @@ def plot(samples, rows, path):
         return None, f"skipped: matplotlib not installed ({type(e).__name__})"
     fig, ax = plt.subplots(figsize=(9, 5.5))
     order = sorted(samples, key=lambda k: rows[k]["p50"])
-    for key in order:
+    colors = plt.cm.tab20.colors  # 20 distinct colours: no two mechanisms share one
+    for idx, key in enumerate(order):
         s = sorted(samples[key])
         n = len(s)
         ys = [100.0 * (i + 1) / n for i in range(n)]
         style = "-" if rows[key]["group"] == "sharedstate" else "--"
-        ax.plot(s, ys, style, lw=2.2 if rows[key]["group"] == "sharedstate" else 1.2,
+        ax.plot(s, ys, style, color=colors[(2 * idx) % 20 + (idx // 10) % 2],
+                lw=2.2 if rows[key]["group"] == "sharedstate" else 1.2,
                 label=f"{rows[key]['label']} (p50 {fmt(rows[key]['p50'])} µs)")
     ax.set_xscale("log")
     ax.set_xlabel("round trip, µs (log scale)")
