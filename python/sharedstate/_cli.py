@@ -406,7 +406,7 @@ def describe_pipe(name: str) -> Dict[str, Any]:
         held, pids = _file_holders(lock)
     except OSError:
         held, pids = False, []
-    return {"kind": "pipe", "name": name, "size": 0, "mode": oct(st.st_mode & 0o7777), "path": sock,
+    return {"kind": "pipe", "name": name, "size": None, "mode": oct(st.st_mode & 0o7777), "path": sock,
             "problem": None if held else "no server listening (left by a server that died; the next PipeServer replaces it)",
             "holders_alive": held, "holder_pids": pids}
 
@@ -503,7 +503,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if d["holder_pids"]:
             holders += " " + ",".join(map(str, d["holder_pids"][:4])) + ("..." if len(d["holder_pids"]) > 4 else "")
         ver = str(d.get("version", "-")) if d.get("version") is not None else "-"
-        rows.append((d["kind"], d["name"], str(d["size"]), holders, ver, layout))
+        rows.append((d["kind"], d["name"], "-" if d["size"] is None else str(d["size"]), holders, ver, layout))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
@@ -534,7 +534,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 1 if d.get("problem") else 0
     out = sys.stdout
     print(f"{d['name']}: {d['kind']}" + (" (no sharedstate header: a legacy or foreign mapping)" if d["kind"] == "other" else ""), file=out)
-    print(f"  size            {d['size']} bytes" + (f", mode {d['mode']}" if "mode" in d else ""), file=out)
+    if d["size"] is not None:
+        print(f"  size            {d['size']} bytes" + (f", mode {d['mode']}" if "mode" in d else ""), file=out)
     holders = "yes" if d["holders_alive"] else "no (stale unless persistent: 'cleanup' removes it)"
     if d["holder_pids"]:
         holders += f" (pids {', '.join(map(str, d['holder_pids']))})"
