@@ -352,7 +352,11 @@ def _iso(ns: int) -> Optional[str]:
 def _describe_opened(name: str) -> Dict[str, Any]:
     """Windows (no /dev/shm): open the object, as its holder for the moment."""
     from ._state import SharedState
-    with SharedState.open(name) as st:
+    try:
+        st = SharedState.open(name)
+    except _core.WrongKindError:
+        return _describe_opened_queue(name)
+    with st:
         info = st.info()
         snap = st.read()
         fields = [f._asdict() for f in st.layout.fields]
@@ -366,6 +370,18 @@ def _describe_opened(name: str) -> Dict[str, Any]:
                              "recoveries": info.get("recoveries"), "waiters": info.get("waiters"),
                              "value": dict(zip(st.layout.names, snap))}
         return d
+
+
+def _describe_opened_queue(name: str) -> Dict[str, Any]:
+    from ._queue import Queue
+    with Queue.open(name) as q:
+        i = q.info()
+        return {"kind": "queue", "name": name, "size": i.get("segment_size"), "problem": None,
+                "holders_alive": True, "holder_pids": [], "persistent": i.get("persistent"),
+                "creator_pid": i.get("creator_pid"), "created": _iso(int(i.get("created_unix_ns") or 0)),
+                "capacity": i.get("capacity"), "max_message": i.get("max_message"), "pending": i.get("count"),
+                "used_bytes": i.get("used_bytes"), "skipped": i.get("skipped"), "recoveries": i.get("recoveries"),
+                "consumer": None if i.get("consumer_pid") is None else {"pid": i["consumer_pid"]}}
 
 
 def _file_holders(path: str) -> Tuple[bool, List[int]]:
