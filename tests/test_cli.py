@@ -299,3 +299,18 @@ def test_ls_and_inspect_pipes_and_semaphores(unique_name):
         p.stdin.close()
         assert p.wait(timeout=30) == 0
     assert cli("inspect", unique_name).returncode == 1
+
+
+def test_inspect_by_opening_the_windows_path(unique_name):
+    """What inspect does on Windows (no /dev/shm): open the object; checked natively too."""
+    from sharedstate import _cli
+    with ss.SharedState.create(unique_name, ss.CONTROLLER) as st:
+        st.write(x=4, is_open=True)
+        d = _cli._describe_opened(unique_name)
+        assert d["kind"] == "state" and d["version"] == 1 and d["value"]["x"] == 4 and d["value"]["is_open"]
+        assert d["last_writer"] == {"pid": os.getpid()}
+    if hasattr(ss, "Queue"):
+        with ss.Queue.create(unique_name + "-q", 4096) as q:
+            q.put(b"abc")
+            d = _cli._describe_opened(unique_name + "-q")
+            assert d["kind"] == "queue" and d["capacity"] == 4096 and d["pending"] == 1
