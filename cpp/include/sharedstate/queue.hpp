@@ -98,7 +98,8 @@ struct alignas(kCacheLine) Header {
     std::atomic<uint64_t> tail;           //  72  next record position (written under the lock)
     std::atomic<uint64_t> puts;           //  80  records reserved (not padding), under the lock
     std::atomic<uint64_t> recoveries;     //  88  reserve locks taken over from dead producers
-    unsigned char pad1[kCacheLine - 32];
+    std::atomic<uint64_t> head_cache;     //  96  a recent value of head (under the lock)
+    unsigned char pad1[kCacheLine - 40];
     // Line 2: the consumer.
     std::atomic<uint64_t> head;           // 128  first record not consumed
     std::atomic<uint64_t> gets;           // 136  records consumed or skipped (not padding)
@@ -117,6 +118,7 @@ struct alignas(kCacheLine) Header {
 };
 static_assert(sizeof(Header) == kHeaderSize, "queue header is 320 bytes");
 static_assert(offsetof(Header, reserve_lock) == 64, "format-queue.md: lock at 64");
+static_assert(offsetof(Header, head_cache) == 96, "format-queue.md: head_cache at 96");
 static_assert(offsetof(Header, head) == 128, "format-queue.md: head at 128");
 static_assert(offsetof(Header, consumer) == 152, "format-queue.md: consumer at 152");
 static_assert(offsetof(Header, data_seq) == 192, "format-queue.md: data_seq at 192");
@@ -676,7 +678,7 @@ private:
         name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
         info_ = o.info_; h_ = o.h_; ring_ = o.ring_; mask_ = o.mask_;
         data_wake_ = std::move(o.data_wake_); space_wake_ = std::move(o.space_wake_);
-        spin_ns_ = o.spin_ns_; closed_ = o.closed_; consumer_claimed_ = o.consumer_claimed_; view_open_ = o.view_open_;
+        spin_ns_ = o.spin_ns_; tail_cache_ = o.tail_cache_; closed_ = o.closed_; consumer_claimed_ = o.consumer_claimed_; view_open_ = o.view_open_;
         o.closed_ = true; o.consumer_claimed_ = false; o.h_ = nullptr; o.ring_ = nullptr;
     }
     void check_open() const {
@@ -710,9 +712,17 @@ private:
         // head: acquire, pairs with the consumer's release after its copy-out, so the bytes
         // we are about to overwrite have been read.
         uint64_t t = h_->tail.load(std::memory_order_relaxed);  // only lock holders store it
-        uint64_t hd = h_->head.load(std::memory_order_acquire);
-        if (t < hd || t - hd > cap) corrupt("head/tail out of range");
         uint64_t to_end = cap - (t & mask_);
+        uint64_t want = need > to_end ? to_end + need : need;
+        // head_cache: the last head a producer read, on the producers' own line. head only
+        // grows, so a stale value understates the room: it is safe, and reading the
+        // consumer's line (a cache miss per put) is needed only when it says "full".
+        uint64_t hd = h_->head_cache.load(std::memory_order_relaxed);
+        if (t < hd || t - hd + want > cap) {
+            hd = h_->head.load(std::memory_order_acquire);
+            h_->head_cache.store(hd, std::memory_order_relaxed);
+        }
+        if (t < hd || t - hd > cap) corrupt("head/tail out of range");
         if (need > to_end) {
             // Does not fit before the ring's end: fill the rest with a padding record (alone, so
             // that a message as large as the ring waits for the pad to be consumed, not forever).
@@ -808,9 +818,14 @@ private:
         if (!consumer_claimed_) claim_consumer();
         for (;;) {
             uint64_t hd = h_->head.load(std::memory_order_relaxed);  // only we store it
-            uint64_t t = h_->tail.load(std::memory_order_acquire);
-            if (hd == t) return false;
-            if (t < hd || t - hd > info_.capacity) corrupt("head/tail out of range");
+            // tail_cache_: a tail seen earlier (acquire). Records below it are reserved and
+            // their headers visible; the producers' line is re-read only when we reach it.
+            uint64_t t = tail_cache_;
+            if (t <= hd || t - hd > info_.capacity) {
+                t = tail_cache_ = h_->tail.load(std::memory_order_acquire);
+                if (hd == t) return false;
+                if (t < hd || t - hd > info_.capacity) corrupt("head/tail out of range");
+            }
             qformat::Record* r = rec(hd);
             uint32_t st = r->state.load(std::memory_order_acquire);
             uint32_t size = r->size;
@@ -909,6 +924,7 @@ private:
     mutable detail::os::WakeChannel data_wake_;
     mutable detail::os::WakeChannel space_wake_;
     uint64_t spin_ns_ = uint64_t(std::chrono::nanoseconds(kDefaultSpin).count());
+    uint64_t tail_cache_ = 0;  // consumer side: a tail seen earlier
     bool closed_ = true;
     bool consumer_claimed_ = false;
     bool view_open_ = false;
