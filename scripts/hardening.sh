@@ -7,7 +7,7 @@
 # Budgets (env): FUZZ_SECONDS (per target, default 60), SST_FUZZ_EXAMPLES (20000),
 # SST_SOAK_ROUNDS (100), SST_LEAK_CYCLES (20000), SST_STRESS_WRITES (50000),
 # SST_STRESS_ROUNDS (30). Python: $PYTHON, else build/venv (scripts/test.sh's), else a
-# fresh dev venv. Build trees go to ${HARDENING_BUILD:-build/hardening}.
+# fresh dev venv (scripts/dev-install.sh). Build trees go to ${HARDENING_BUILD:-build/hardening}.
 # Prints one summary line per stage and a closing "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,15 +34,17 @@ if ! command -v clang++-14 >/dev/null || [ -z "$(fuzzer_lib)" ]; then
       { apt-get update -qq && apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev libfuzzer-14-dev >/dev/null; }
   fi
 fi
+# Never the ambient python: it may hold a stale install of the package.
 py=${PYTHON:-}
 if [ -z "$py" ]; then
-  if python -c "import sharedstate" >/dev/null 2>&1; then py=$(command -v python)
-  elif [ -x build/venv/bin/python ] && build/venv/bin/python -c "import sharedstate" >/dev/null 2>&1; then py=build/venv/bin/python
+  venv=${SHAREDSTATE_VENV:-$root/build/venv}
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import sharedstate" >/dev/null 2>&1; then py=$venv/bin/python
   else
     log "installing the package into $out/venv"
     bash scripts/dev-install.sh "$out/venv" >/dev/null && py=$out/venv/bin/python
   fi
 fi
+log "python: $py ($("$py" -c 'import sharedstate; print(sharedstate.__file__)'))"
 "$py" -c "import hypothesis" >/dev/null 2>&1 || { log "pip install hypothesis"; "$py" -m pip install -q hypothesis >/dev/null; }
 
 # ---------------------------------------------------------------- 1. sanitizers
@@ -61,7 +63,7 @@ for san in address thread; do
   if [ $rc = 0 ]; then
     # crash_is_detected checks that a SIGSEGV fails ctest; a sanitizer turns the fault into
     # its own report and exit code, so that harness self-check only means something natively.
-    ctest --test-dir "$b" --output-on-failure -j2 -E '^crash_is_detected$' >"$b.ctest.log" 2>&1 || rc=1
+    ctest --test-dir "$b" -V --output-on-failure -j2 -E '^crash_is_detected$' >"$b.ctest.log" 2>&1 || rc=1
     # A sanitizer slows code 2-15x: a test that failed on a timing check (no sanitizer
     # report in its output) gets one serial rerun; a sanitizer report is never retried.
     if [ $rc != 0 ] && ! grep -qE "Sanitizer|runtime error" "$b.ctest.log"; then

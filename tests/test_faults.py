@@ -69,10 +69,30 @@ def _reader(name: str, stop, reads, torn, max_gap_us) -> None:
     st.close()
 
 
+_children: list = []
+
+
 def _start(target, *args):
     p = FORK.Process(target=target, args=args, daemon=True)
     p.start()
+    _children.append(p)
     return p
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left():
+    """SIGKILL (and SIGCONT) every child a test started, whatever happened: a stopped child
+    would otherwise hang multiprocessing's exit handler, which joins its daemons."""
+    yield
+    while _children:
+        p = _children.pop()
+        if p.is_alive():
+            for sig in (signal.SIGKILL, signal.SIGCONT):
+                try:
+                    os.kill(p.pid, sig)
+                except ProcessLookupError:
+                    pass
+            p.join(10)
 
 
 def _owner_word(pid: int) -> int:
