@@ -459,3 +459,16 @@ def test_last_close_removes_the_segment(unique_name):
     if LINUX:
         assert not os.path.exists(f"/dev/shm/{unique_name}")
     q.close()  # twice is fine
+
+
+@pytest.mark.skipif(not LINUX, reason="pokes /dev/shm")
+@pytest.mark.parametrize("offset,value", [(128, 8), (128, 4095), (72, 4088), (72, 1 << 63)])
+def test_misaligned_or_wild_positions_are_errors(unique_name, offset, value):
+    """head/tail are input too: a position off a record boundary would put a header across
+    the ring's end."""
+    with ss.Queue.create(unique_name, capacity=4096) as q:
+        q.put(b"abc")
+        _poke(unique_name, offset, struct.pack("<Q", value))
+        with pytest.raises(ss.CorruptSegmentError):
+            q.get(timeout=0.01)
+            q.put(b"x" * 100, timeout=0.01)

@@ -722,7 +722,9 @@ private:
             hd = h_->head.load(std::memory_order_acquire);
             h_->head_cache.store(hd, std::memory_order_relaxed);
         }
-        if (t < hd || t - hd > cap) corrupt("head/tail out of range");
+        // Checked before any record header is touched: a position not on a 16-byte boundary
+        // would put a header across the ring's end.
+        if (t < hd || t - hd > cap || (hd | t) % qformat::kRecordAlign) corrupt("head/tail out of range");
         if (need > to_end) {
             // Does not fit before the ring's end: fill the rest with a padding record (alone, so
             // that a message as large as the ring waits for the pad to be consumed, not forever).
@@ -824,8 +826,9 @@ private:
             if (t <= hd || t - hd > info_.capacity) {
                 t = tail_cache_ = h_->tail.load(std::memory_order_acquire);
                 if (hd == t) return false;
-                if (t < hd || t - hd > info_.capacity) corrupt("head/tail out of range");
+                if (t < hd || t - hd > info_.capacity || t % qformat::kRecordAlign) corrupt("head/tail out of range");
             }
+            if (hd % qformat::kRecordAlign) corrupt("head " + std::to_string(hd) + " is not on a record boundary");
             qformat::Record* r = rec(hd);
             uint32_t st = r->state.load(std::memory_order_acquire);
             uint32_t size = r->size;
@@ -856,7 +859,7 @@ private:
         uint64_t hd = h_->head.load(std::memory_order_relaxed);
         uint64_t t = h_->tail.load(mo);
         if (hd == t) return false;
-        if (t < hd || t - hd > info_.capacity) return true;  // let peek() report it
+        if (t < hd || t - hd > info_.capacity || (hd | t) % qformat::kRecordAlign) return true;  // peek() reports it
         uint32_t st = rec(hd)->state.load(mo);
         if (st == qformat::kWriting) {
             if (blocked) *blocked = hd;
@@ -871,7 +874,7 @@ private:
         for (;;) {
             uint64_t hd = h_->head.load(std::memory_order_relaxed);
             uint64_t t = h_->tail.load(std::memory_order_acquire);
-            if (hd == t || t < hd || t - hd > info_.capacity) return moved;
+            if (hd == t || t < hd || t - hd > info_.capacity || (hd | t) % qformat::kRecordAlign) return moved;
             qformat::Record* r = rec(hd);
             uint32_t st = r->state.load(std::memory_order_acquire);
             if (st != qformat::kPadding && st != qformat::kCancelled) return moved;
