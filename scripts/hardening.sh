@@ -4,7 +4,7 @@
 # 1. C++ tests under ASan+UBSan and, separately, TSan (incl. tests/cpp/test_stress.cpp)
 # 2. libFuzzer targets (tests/fuzz/) for a bounded time each, executions counted
 # 3. Python property fuzzing, soak/fault and security tests with large budgets
-# Budgets (env): FUZZ_SECONDS (per target, default 60), SST_FUZZ_EXAMPLES (20000),
+# Budgets (env): FUZZ_SECONDS (per target, default 45), SST_FUZZ_EXAMPLES (10000),
 # SST_SOAK_ROUNDS (100), SST_LEAK_CYCLES (20000), SST_STRESS_WRITES (50000),
 # SST_STRESS_ROUNDS (30). Python: $PYTHON, else build/venv (scripts/test.sh's), else a
 # fresh dev venv (scripts/dev-install.sh). Build trees go to ${HARDENING_BUILD:-build/hardening}.
@@ -84,7 +84,7 @@ for san in address thread; do
 done
 
 # ---------------------------------------------------------------- 2. libFuzzer
-fuzz_seconds=${FUZZ_SECONDS:-60}
+fuzz_seconds=${FUZZ_SECONDS:-45}
 fz=$out/fuzz
 mkdir -p "$fz"
 if command -v clang++-14 >/dev/null && [ -n "$(fuzzer_lib)" ]; then
@@ -130,7 +130,7 @@ else
 fi
 
 # ---------------------------------------------------------------- 3. Python, large budgets
-export SST_FUZZ_EXAMPLES=${SST_FUZZ_EXAMPLES:-20000} SST_SOAK_ROUNDS=${SST_SOAK_ROUNDS:-100}
+export SST_FUZZ_EXAMPLES=${SST_FUZZ_EXAMPLES:-10000} SST_SOAK_ROUNDS=${SST_SOAK_ROUNDS:-100}
 export SST_LEAK_CYCLES=${SST_LEAK_CYCLES:-20000}
 log "pytest fuzz/faults/security (examples=$SST_FUZZ_EXAMPLES rounds=$SST_SOAK_ROUNDS cycles=$SST_LEAK_CYCLES)"
 rc=0
