@@ -44,6 +44,7 @@ if [ -z "$py" ]; then
     bash scripts/dev-install.sh "$out/venv" >/dev/null && py=$out/venv/bin/python
   fi
 fi
+[ -n "$py" ] && [ -x "$py" ] || { echo "hardening: no Python with sharedstate installed"; echo "hardening: 0 passed, 1 failed"; exit 1; }
 log "python: $py ($("$py" -c 'import sharedstate; print(sharedstate.__file__)'))"
 "$py" -c "import hypothesis" >/dev/null 2>&1 || { log "pip install hypothesis"; "$py" -m pip install -q hypothesis >/dev/null; }
 
