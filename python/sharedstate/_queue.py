@@ -70,21 +70,16 @@ class Queue(_core.QueueCore):
         return self
 
     # ------------------------------------------------------------------ zero-copy
-    @contextlib.contextmanager
-    def get_view(self, timeout: Optional[float] = None) -> Iterator[memoryview]:
+    def get_view(self, timeout: Optional[float] = None) -> "_MessageView":
         """The next message in place, as a read-only memoryview, consumed when the block ends
-        (also when it raises). Waits like ``get``. Use the view inside the block only: after
+        (also when it raises)::
+
+            with q.get_view(timeout=1.0) as mv:
+                handle(mv)
+
+        Waits like ``get`` (on entering the block). Use the view inside the block only: after
         it the bytes belong to the producers again."""
-        v = _core._queue_view(self, timeout)
-        mv = memoryview(v)
-        try:
-            yield mv
-        finally:
-            try:
-                mv.release()
-            except BufferError:  # the caller kept slices: they may now see new bytes
-                pass
-            v.commit()
+        return _MessageView(self, timeout)
 
     @contextlib.contextmanager
     def put_view(self, size: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
@@ -160,6 +155,28 @@ class Queue(_core.QueueCore):
             return f"<Queue {self._name!r} closed>"
         i = _core._queue_info(self)
         return f"<Queue {self._name!r} {len(self)} messages, {i['used_bytes']}/{i['capacity']} bytes>"
+
+
+class _MessageView:
+    """The context manager of Queue.get_view (a class, not a generator: it is on a hot path)."""
+
+    __slots__ = ("_q", "_timeout", "_v", "_mv")
+
+    def __init__(self, q: Queue, timeout: Optional[float]) -> None:
+        self._q = q
+        self._timeout = timeout
+
+    def __enter__(self) -> memoryview:
+        self._v = _core._queue_view(self._q, self._timeout)
+        self._mv = memoryview(self._v)
+        return self._mv
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._mv.release()
+        except BufferError:  # the caller kept slices: they may now see new bytes
+            pass
+        self._v.commit()
 
 
 class Mailslot(_core.MailslotCore):
