@@ -10,7 +10,13 @@ import time
 import pytest
 
 import sharedstate as ss
-from conftest import LINUX, WINDOWS
+from conftest import LINUX, WINDOWS, WINE
+
+
+def count_ok(count, expected):
+    """Wine's GetMailslotInfo reports 1 when several messages wait, and 0 behind an empty one
+    (a known deviation, ../shared/windows/README.md); Windows and Linux give the count."""
+    return count == expected or (WINE and count in (0, 1))
 
 WRITER = textwrap.dedent("""
     import sys, sharedstate as ss
@@ -36,7 +42,7 @@ def test_three_writer_processes_order_per_writer_nothing_lost(unique_name):
                 assert pad == b"m" * (seq % 50)
                 nxt[wid] += 1
             assert nxt == [n, n, n]
-            assert box.info() == (None, 0)
+            assert box.info()[0] is None and count_ok(box.info()[1], 0)
         finally:
             for p in procs:
                 assert p.wait(timeout=60) == 0
@@ -50,23 +56,25 @@ def test_writers_do_not_block_while_the_reader_is_slow(unique_name):
         assert time.monotonic() - t0 < 5
         nxt, count = box.info()
         assert nxt == len(b"event 0")
-        assert count in (5000, None)
+        assert count is None or count_ok(count, 5000)
         for i in range(5000):
             assert box.recv(timeout=1) == b"event %d" % i
 
 
 def test_info_and_recv_variants(unique_name):
     with ss.Mailslot(unique_name) as box:
-        assert box.info() == (None, 0)
+        assert box.info()[0] is None and count_ok(box.info()[1], 0)
         assert box.name == unique_name
         assert "Mailslot" in repr(box)
         w = ss.MailslotWriter(unique_name)
         w.send(b"")
         w.send(bytearray(b"abc"))
         w.send(memoryview(b"xyz"))
-        assert box.info() == (0, 3)
+        nxt, count = box.info()
+        assert nxt == 0 and count_ok(count, 3)
         assert box.recv(timeout=1) == b""
-        assert box.info() == (3, 2)
+        nxt, count = box.info()
+        assert nxt == 3 and count_ok(count, 2)
         assert box.recv() == b"abc"
         buf = bytearray(8)
         assert box.recv_into(buf, timeout=1) == 3 and buf[:3] == b"xyz"
