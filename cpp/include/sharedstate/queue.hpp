@@ -31,6 +31,12 @@
 //
 // Untrusted memory: every size read from the segment is bounds-checked before use; a broken
 // value is errc::corrupt_segment, never an out-of-bounds access.
+//
+// Threads: the producing calls (put, try_put, begin_put) may be made on one Queue object
+// from many threads at once. The consuming calls (get*, try_consume, consume, get_view,
+// wait_ready, next_size) are for one thread at a time per process; another process that
+// tries to consume while this one lives gets errc::invalid_argument (claim_consumer).
+// Do not move or destroy a Queue while a View or Slot of it is alive.
 #pragma once
 #include <algorithm>
 #include <atomic>
