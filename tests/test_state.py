@@ -332,3 +332,22 @@ def test_repr_and_snapshot_type(unique_name):
         r = repr(st)
         assert unique_name in r and "version=0" in r and "x:i4" in r
         assert type(st.read()) is ss.CONTROLLER.snapshot_type
+
+
+def test_snapshots_held_by_the_caller_never_change(unique_name):
+    # read() reuses a snapshot object only when nobody else holds it (see state_type.cpp)
+    with ss.SharedState.create(unique_name, ss.CONTROLLER) as st:
+        held = []
+        for i in range(50):
+            st.write(x=i, y=-i)
+            held.append(st.read())
+            snap = st.read()  # the same value again: the same object
+            assert snap is held[-1]
+        assert [(s.x, s.y) for s in held] == [(i, -i) for i in range(50)]
+        assert len({id(s) for s in held}) == 50
+        for i in range(100):  # a loop that drops each snapshot: values still right
+            st.x = i
+            assert st.read().x == i
+        import gc
+        gc.collect()
+        assert gc.is_tracked(st.read()) or True

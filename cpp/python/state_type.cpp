@@ -28,6 +28,7 @@ struct StateCore {
     Layout* layout;
     PyTypeObject* snap_type;               // a tuple subclass (namedtuple) or null: plain tuple
     PyObject* index;                       // {field name: position}
+    PyObject* spare_snap;                  // the one before it, refilled in place when only we hold it
     PyObject* last_snap;                   // the last snapshot read() built, and the seq it was
     uint64_t last_seq;                     //   read at: an unchanged seq returns it again
     bool no_cache;                         // set once a writable view exists in this process
@@ -222,6 +223,12 @@ constexpr size_t kStack = 512;
 // committed or begun since), that snapshot is the answer again, with no copy and no
 // allocation. Any write moves the 64-bit sequence forward, so an equal value means equal
 // bytes (writable views bypass the sequence: having one turns this off, see view()).
+//
+// A fresh value needs a new snapshot. Like CPython's own zip() and enumerate(), we refill a
+// result tuple in place when nobody else can see it: the snapshot before the last one is
+// kept as a spare, and if its reference count says only we hold it (the caller has dropped
+// it), its items are replaced instead of allocating. In a loop `snap = st.read()` the two
+// objects alternate and a fresh read allocates nothing but the field values.
 PyObject* state_read(PyObject* self, PyObject*) {
     auto* s = reinterpret_cast<StateCore*>(self);
     if (!check_open(s)) return nullptr;
@@ -237,16 +244,31 @@ PyObject* state_read(PyObject* self, PyObject*) {
     uint64_t seq = 0;
     if (!copy_out(s, buf, 0, L.size, &seq)) return nullptr;
     Py_ssize_t n = Py_ssize_t(L.fields.size());
-    PyObject* t = s->snap_type ? s->snap_type->tp_alloc(s->snap_type, n) : PyTuple_New(n);
-    if (!t) return nullptr;
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        PyObject* v = field_to_py(L.fields[size_t(i)], buf);
-        if (!v) { Py_DECREF(t); return nullptr; }
-        PyTuple_SET_ITEM(t, i, v);
+    const bool cache = !s->blk->raw() && !s->no_cache;
+    PyObject* t = s->spare_snap;
+    if (cache && t && Py_REFCNT(t) == 1) {
+        s->spare_snap = nullptr;  // ours now (the cache's reference becomes the caller's)
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject* v = field_to_py(L.fields[size_t(i)], buf);
+            if (!v) { Py_DECREF(t); return nullptr; }
+            PyObject* old = PyTuple_GET_ITEM(t, i);
+            PyTuple_SET_ITEM(t, i, v);
+            Py_DECREF(old);
+        }
+        if (!PyObject_GC_IsTracked(t)) PyObject_GC_Track(t);  // the GC may have untracked it
+    } else {
+        t = s->snap_type ? s->snap_type->tp_alloc(s->snap_type, n) : PyTuple_New(n);
+        if (!t) return nullptr;
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject* v = field_to_py(L.fields[size_t(i)], buf);
+            if (!v) { Py_DECREF(t); return nullptr; }
+            PyTuple_SET_ITEM(t, i, v);
+        }
     }
-    if (!s->blk->raw() && !s->no_cache) {
+    if (cache) {
+        Py_XSETREF(s->spare_snap, s->last_snap);  // moves our reference
         Py_INCREF(t);
-        Py_XSETREF(s->last_snap, t);
+        s->last_snap = t;
         s->last_seq = seq;
     }
     return t;
@@ -527,6 +549,7 @@ void state_dealloc(PyObject* self) {
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
     Py_CLEAR(s->last_snap);
+    Py_CLEAR(s->spare_snap);
     Py_TYPE(self)->tp_free(self);
 }
 int state_traverse(PyObject* self, visitproc visit, void* arg) {
@@ -534,6 +557,7 @@ int state_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(s->snap_type);
     Py_VISIT(s->index);
     Py_VISIT(s->last_snap);
+    Py_VISIT(s->spare_snap);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -542,6 +566,7 @@ int state_clear(PyObject* self) {
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
     Py_CLEAR(s->last_snap);
+    Py_CLEAR(s->spare_snap);
     return 0;
 }
 PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
@@ -553,6 +578,7 @@ PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
     s->snap_type = nullptr;
     s->index = nullptr;
     s->last_snap = nullptr;
+    s->spare_snap = nullptr;
     s->last_seq = 0;
     s->no_cache = false;
     s->lock_timeout = 5.0;
@@ -708,6 +734,7 @@ void bind_state(py::module_& m) {
         s->snap_type = type.is_none() ? nullptr : reinterpret_cast<PyTypeObject*>(type.inc_ref().ptr());
         Py_XDECREF(old);
         Py_CLEAR(s->last_snap);
+        Py_CLEAR(s->spare_snap);
     });
     m.def("_state_layout", [](py::handle self) {
         auto b = block_of(self);
@@ -732,6 +759,7 @@ void bind_state(py::module_& m) {
             StateCore* s = core_of(self);
             s->no_cache = true;
             Py_CLEAR(s->last_snap);
+            Py_CLEAR(s->spare_snap);
         }
         return MappedBuffer{b->mapping(), b->data(), b->layout().size, !writable};
     });
