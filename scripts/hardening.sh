@@ -4,7 +4,7 @@
 # 1. C++ tests under ASan+UBSan and, separately, TSan (incl. tests/cpp/test_stress.cpp)
 # 2. libFuzzer targets (tests/fuzz/) for a bounded time each, executions counted
 # 3. Python property fuzzing, soak/fault and security tests with large budgets
-# Budgets (env): FUZZ_SECONDS (per target, default 45), SST_FUZZ_EXAMPLES (10000),
+# Budgets (env): FUZZ_SECONDS (per target, default 60), SST_FUZZ_EXAMPLES (20000),
 # SST_SOAK_ROUNDS (100), SST_LEAK_CYCLES (20000), SST_STRESS_WRITES (50000),
 # SST_STRESS_ROUNDS (30). Python: $PYTHON, else build/venv (scripts/test.sh's), else a
 # fresh dev venv (scripts/dev-install.sh). Build trees go to ${HARDENING_BUILD:-build/hardening}.
@@ -75,8 +75,8 @@ for san in address thread; do
     fi
     grep -E "tests passed|tests failed|Failed|\*\*\*|runtime error|WARNING: ThreadSanitizer|ERROR: AddressSanitizer" "$b.ctest.log" | head -20
     [ $rc = 0 ] || tail -60 "$b.ctest.log"
-    grep -hE "^(threads|processes):" "$b.ctest.log" $( [ -f "$b.ctest.first.log" ] && echo "$b.ctest.first.log") |
-      sort -u | sed "s/^/  [$san] /"
+    grep -hE "^([0-9]+: )?(threads|processes):" "$b.ctest.log" $( [ -f "$b.ctest.first.log" ] && echo "$b.ctest.first.log") |
+      sed -E "s/^[0-9]+: //" | sort -u | sed "s/^/  [$san] /"
   fi
   first=$b.ctest.log
   [ -f "$b.ctest.first.log" ] && first=$b.ctest.first.log
@@ -85,7 +85,7 @@ for san in address thread; do
 done
 
 # ---------------------------------------------------------------- 2. libFuzzer
-fuzz_seconds=${FUZZ_SECONDS:-45}
+fuzz_seconds=${FUZZ_SECONDS:-60}
 fz=$out/fuzz
 mkdir -p "$fz"
 if command -v clang++-14 >/dev/null && [ -n "$(fuzzer_lib)" ]; then
@@ -131,13 +131,13 @@ else
 fi
 
 # ---------------------------------------------------------------- 3. Python, large budgets
-export SST_FUZZ_EXAMPLES=${SST_FUZZ_EXAMPLES:-10000} SST_SOAK_ROUNDS=${SST_SOAK_ROUNDS:-100}
+export SST_FUZZ_EXAMPLES=${SST_FUZZ_EXAMPLES:-20000} SST_SOAK_ROUNDS=${SST_SOAK_ROUNDS:-100}
 export SST_LEAK_CYCLES=${SST_LEAK_CYCLES:-20000}
 log "pytest fuzz/faults/security (examples=$SST_FUZZ_EXAMPLES rounds=$SST_SOAK_ROUNDS cycles=$SST_LEAK_CYCLES)"
 rc=0
 "$py" -m pytest tests/test_fuzz_segments.py tests/test_faults.py tests/test_security.py -q -s -p no:cacheprovider \
   >"$out/pytest.log" 2>&1 || rc=1
-grep -E "^(fuzz|soak|creators killed|leaks)" "$out/pytest.log" | sed 's/^/  /'
+grep -E "^(fuzz|soak|queue soak|pipe|creators killed|leaks)" "$out/pytest.log" | sed 's/^/  /'
 tail -1 "$out/pytest.log"
 [ $rc = 0 ] || grep -E "^(FAILED|ERROR)|Error" "$out/pytest.log" | head -30
 stage "python-hardening" $rc "$(tail -1 "$out/pytest.log" | tr -d '=')"
