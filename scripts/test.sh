@@ -2,7 +2,7 @@
 # The whole test suite, from a clean clone on a fresh Debian 12 machine (root):
 #   bash scripts/test.sh
 # 1. system packages  2. the package + test extra in a fresh venv  3. pytest (Linux)
-# 4. C++ tests (ctest)  5. hardening (sanitizers, fuzzing)  6. Windows build + tests under Wine
+# 4. C++ tests (ctest), the wheel  5. hardening (sanitizers, fuzzing)  6. Windows build + tests under Wine
 # Each stage prints a summary line; the script fails if any stage fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,14 @@ log "C++ tests (ctest)"
 cmake -S . -B build/cpp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHAREDSTATE_TESTS=ON >/dev/null &&
   cmake --build build/cpp -j2 >/dev/null &&
   ctest --test-dir build/cpp --output-on-failure -j2 || failed+=("ctest")
+
+# ---------------------------------------------------------------- 4b. the wheel
+# sdist -> wheel -> fresh venv -> tests against the installed wheel (what a user gets).
+if [ -f scripts/wheel-test.sh ] && [ "${SHAREDSTATE_SKIP_WHEEL:-0}" != 1 ]; then
+  log "wheel (sdist -> wheel -> fresh venv)"
+  bash scripts/wheel-test.sh tests/test_state.py tests/test_cli.py tests/test_typing.py tests/cpp_consumer -q \
+    -p no:cacheprovider || failed+=("wheel")
+fi
 
 # ---------------------------------------------------------------- 5. hardening
 if [ -f scripts/hardening.sh ] && [ "${SHAREDSTATE_SKIP_HARDENING:-0}" != 1 ]; then
