@@ -133,11 +133,12 @@ fi
 # ---------------------------------------------------------------- 3. Python, large budgets
 export SST_FUZZ_EXAMPLES=${SST_FUZZ_EXAMPLES:-20000} SST_SOAK_ROUNDS=${SST_SOAK_ROUNDS:-100}
 export SST_LEAK_CYCLES=${SST_LEAK_CYCLES:-20000}
-log "pytest fuzz/faults/security (examples=$SST_FUZZ_EXAMPLES rounds=$SST_SOAK_ROUNDS cycles=$SST_LEAK_CYCLES)"
+log "pytest fuzz (segments, pipe records)/faults/security (examples=$SST_FUZZ_EXAMPLES rounds=$SST_SOAK_ROUNDS cycles=$SST_LEAK_CYCLES)"
 rc=0
-"$py" -m pytest tests/test_fuzz_segments.py tests/test_faults.py tests/test_security.py -q -s -p no:cacheprovider \
+"$py" -m pytest tests/test_fuzz_segments.py tests/test_fuzz_pipe.py tests/test_faults.py tests/test_security.py \
+  -q -s -p no:cacheprovider \
   >"$out/pytest.log" 2>&1 || rc=1
-grep -E "^(fuzz|soak|queue soak|pipe|creators killed|leaks)" "$out/pytest.log" | sed 's/^/  /'
+grep -E "^(fuzz|pipe fuzz|soak|queue soak|pipe|creators killed|leaks)" "$out/pytest.log" | sed 's/^/  /'
 tail -1 "$out/pytest.log"
 [ $rc = 0 ] || grep -E "^(FAILED|ERROR)|Error" "$out/pytest.log" | head -30
 stage "python-hardening" $rc "$(tail -1 "$out/pytest.log" | tr -d '=')"
