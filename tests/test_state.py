@@ -352,3 +352,12 @@ def test_snapshots_held_by_the_caller_never_change(unique_name):
         gc.collect()  # the GC may untrack the spare snapshot; refilling it must still work
         st.write(x=1234, is_open=True)
         assert st.read() == (1234, -49, True, False, False)
+
+
+def test_item_access_for_names_that_are_not_identifiers(unique_name):
+    layout = ss.Layout.from_dtype(__import__("numpy").dtype([("my field", "<i4"), ("class", "<i4")]))
+    with ss.SharedState.create(unique_name, layout) as st:
+        st["my field"] = 3
+        st.write(**{"class": 4})
+        assert st["my field"] == 3 and st["class"] == 4
+        assert tuple(st.read()) == (3, 4)

@@ -138,7 +138,10 @@ class SharedState(_core.StateCore):
         return arr
 
     def __getitem__(self, field: str) -> Any:
-        return getattr(self.read(), field) if field in self._layout.names else self._missing(field)
+        """One field by name, from a consistent snapshot (any field name, even one that is not
+        a Python identifier)."""
+        names = self._layout.names
+        return self.read()[names.index(field)] if field in names else self._missing(field)
 
     def __setitem__(self, field: str, value: Any) -> None:
         if field not in self._layout.names:
