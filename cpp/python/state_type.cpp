@@ -28,6 +28,7 @@ struct StateCore {
     Layout* layout;
     PyTypeObject* snap_type;               // a tuple subclass (namedtuple) or null: plain tuple
     PyObject* index;                       // {field name: position}
+    PyObject* keys;                        // the interned field names, in order (pointer compares)
     PyObject* spare_snap;                  // the one before it, refilled in place when only we hold it
     PyObject* last_snap;                   // the last snapshot read() built, and the seq it was
     uint64_t last_seq;                     //   read at: an unchanged seq returns it again
@@ -298,6 +299,11 @@ PyObject* state_read_into(PyObject* self, PyObject* arg) {
 }
 
 Py_ssize_t field_pos(StateCore* s, PyObject* name) {
+    // Keyword names at a call site are interned constants, like our keys: compare pointers
+    // first (small layouts), then fall back to the dict.
+    Py_ssize_t n = PyTuple_GET_SIZE(s->keys);
+    for (Py_ssize_t i = 0; i < n && i < 16; ++i)
+        if (PyTuple_GET_ITEM(s->keys, i) == name) return i;
     PyObject* i = PyDict_GetItemWithError(s->index, name);
     if (i) return PyLong_AsSsize_t(i);
     if (!PyErr_Occurred())
@@ -548,6 +554,7 @@ void state_dealloc(PyObject* self) {
     delete s->layout;
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
+    Py_CLEAR(s->keys);
     Py_CLEAR(s->last_snap);
     Py_CLEAR(s->spare_snap);
     Py_TYPE(self)->tp_free(self);
@@ -556,6 +563,7 @@ int state_traverse(PyObject* self, visitproc visit, void* arg) {
     auto* s = reinterpret_cast<StateCore*>(self);
     Py_VISIT(s->snap_type);
     Py_VISIT(s->index);
+    Py_VISIT(s->keys);
     Py_VISIT(s->last_snap);
     Py_VISIT(s->spare_snap);
     Py_VISIT(Py_TYPE(self));
@@ -565,6 +573,7 @@ int state_clear(PyObject* self) {
     auto* s = reinterpret_cast<StateCore*>(self);
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
+    Py_CLEAR(s->keys);
     Py_CLEAR(s->last_snap);
     Py_CLEAR(s->spare_snap);
     return 0;
@@ -577,6 +586,7 @@ PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
     s->layout = nullptr;
     s->snap_type = nullptr;
     s->index = nullptr;
+    s->keys = nullptr;
     s->last_snap = nullptr;
     s->spare_snap = nullptr;
     s->last_seq = 0;
@@ -639,6 +649,14 @@ static void install(py::handle self, SharedBlock&& b) {
         }
     }
     s->index = index;
+    PyObject* keys = PyTuple_New(Py_ssize_t(s->layout->fields.size()));
+    if (!keys) throw py::error_already_set();
+    for (size_t i = 0; i < s->layout->fields.size(); ++i) {
+        PyObject* k = PyUnicode_InternFromString(s->layout->fields[i].name.c_str());
+        if (!k) { Py_DECREF(keys); throw py::error_already_set(); }
+        PyTuple_SET_ITEM(keys, Py_ssize_t(i), k);
+    }
+    s->keys = keys;
 }
 
 static std::shared_ptr<SharedBlock> block_of(py::handle self) {

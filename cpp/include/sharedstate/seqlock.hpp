@@ -109,6 +109,25 @@ public:
         return false;
     }
 
+    // The same for a payload whose size is known at compile time (SharedState<T>::read()):
+    // the word count is a constant, so the copy unrolls into a few loads and one memcpy.
+    template <size_t N>
+    bool read_fixed(void* dst, uint32_t max_tries = 1u << 20) const noexcept {
+        constexpr size_t W = (N + 7) / 8;
+        uint64_t tmp[W];
+        for (uint32_t t = 0; t < max_tries; ++t) {
+            uint64_t s1 = h_->seq.load(std::memory_order_acquire);
+            const Word* w = words(slot0_ + (s1 & 1) * stride_);
+            for (size_t i = 0; i < W; ++i) tmp[i] = w[i].load(std::memory_order_relaxed);
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (h_->seq.load(std::memory_order_relaxed) == s1) {
+                std::memcpy(dst, tmp, N);
+                return true;
+            }
+        }
+        return false;
+    }
+
     // One committed write of the given patches, copy 0 then copy 1. The caller holds the
     // writer lock, and both copies are equal on entry (see repair()).
     // Returns the new sequence value.

@@ -347,9 +347,17 @@ private:
         }
     }
     void raw_copy_out(unsigned char* out, size_t off, size_t len) const {
-        // Byte-wise relaxed atomics: the payload may end mid-word, and another process
-        // writes it without any protocol.
-        for (size_t i = 0; i < len; ++i)
+        // Relaxed atomics (another process writes without any protocol): whole aligned
+        // words where they lie inside the payload, which keeps each copy short, and single
+        // bytes at the ends (the payload may end mid-word; its mapping is page-aligned).
+        size_t i = 0;
+        for (; i < len && ((off + i) % 8 || len - i < 8); ++i)
+            out[i] = reinterpret_cast<const std::atomic<unsigned char>*>(data_ + off + i)->load(std::memory_order_relaxed);
+        for (; len - i >= 8; i += 8) {
+            uint64_t w = reinterpret_cast<const std::atomic<uint64_t>*>(data_ + off + i)->load(std::memory_order_relaxed);
+            std::memcpy(out + i, &w, 8);
+        }
+        for (; i < len; ++i)
             out[i] = reinterpret_cast<const std::atomic<unsigned char>*>(data_ + off + i)->load(std::memory_order_relaxed);
     }
     void raw_write(const Patch& p) {
@@ -384,7 +392,9 @@ public:
 
     T read() const {
         T v;
-        block_.read(&v);
+        if (block_.raw() || block_.closed() || block_.layout().size != sizeof(T) ||
+            !block_.latch().template read_fixed<sizeof(T)>(&v))
+            block_.read(&v);  // the general path: raw segments, errors, writer storms
         return v;
     }
     void write(const T& v) { block_.write(&v); }
