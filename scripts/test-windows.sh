@@ -208,11 +208,20 @@ deselect=(
 )
 # Windows CPython under Wine cannot start with a regular file as a std handle: stdout/stderr go
 # to a pipe (tee), stdin is /dev/null (works).
+# Watchdog: a test that hangs while holding the GIL defeats pytest-timeout, and its children
+# keep our pipe open; after the budget, kill every Wine process of the prefix (that ends both).
+( trap 'kill "$sp" 2>/dev/null; exit 0' TERM   # take the sleep along: it holds our stdout
+  sleep "${PYTEST_BUDGET:-480}" & sp=$!
+  wait "$sp"
+  echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-480} s: killing Wine (see the last test above)" >&2
+  wineserver -k ) </dev/null &
+watchdog=$!
 set +e
-(cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest tests -q -rfEsxX -p no:cacheprovider --continue-on-collection-errors \
-   -p wine_summary "${deselect[@]}" ${PYTEST_ARGS:-} </dev/null 2>&1) | tee "$LOGS/pytest.log"
+(cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest tests -v -rfEsxX -p no:cacheprovider --continue-on-collection-errors \
+   --timeout=120 -p wine_summary "${deselect[@]}" ${PYTEST_ARGS:-} </dev/null 2>&1) | tee "$LOGS/pytest.log"
 py_rc=$?
 set -e
+kill "$watchdog" 2>/dev/null || true
 if [ -f "$summary_file" ]; then
   # shellcheck disable=SC1090
   . <(tr -d '\r' <"$summary_file")
