@@ -471,3 +471,40 @@ def test_misaligned_or_wild_positions_are_errors(unique_name, offset, value):
         with pytest.raises(ss.CorruptSegmentError):
             q.get(timeout=0.01)
             q.put(b"x" * 100, timeout=0.01)
+
+
+def _owner_word(pid: int) -> int:
+    """The owner word sharedstate writes for a live process: (pid << 32) | start-time token."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    token = int(fields[19]) & 0xFFFFFFFF  # field 22 of /proc/PID/stat
+    return (pid << 32) | (token or 1)
+
+
+@pytest.mark.skipif(not LINUX, reason="pokes /dev/shm, reads /proc")
+def test_reserve_lock_of_a_dead_producer_is_taken_over(unique_name):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    with ss.Queue.create(unique_name, capacity=4096) as q:
+        _poke(unique_name, 64, struct.pack("<Q", (child.pid << 32) | 12345))  # a dead holder
+        q.put(b"after the takeover", timeout=5)
+        assert q.info()["recoveries"] == 1
+        assert q.get(timeout=1) == b"after the takeover"
+
+
+@pytest.mark.skipif(not LINUX, reason="pokes /dev/shm, reads /proc")
+def test_reserve_lock_of_a_live_stuck_producer_times_out_clearly(unique_name):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with ss.Queue.create(unique_name, capacity=4096) as q:
+            _poke(unique_name, 64, struct.pack("<Q", _owner_word(child.pid)))  # alive, never lets go
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError, match=f"held by pid {child.pid}"):
+                q.put(b"x", timeout=0.2)
+            assert 0.15 < time.monotonic() - t0 < 5
+            _poke(unique_name, 64, struct.pack("<Q", 0))
+            q.put(b"free again", timeout=1)
+            assert q.get(timeout=1) == b"free again"
+    finally:
+        child.kill()
+        child.wait()
