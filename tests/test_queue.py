@@ -508,3 +508,31 @@ def test_reserve_lock_of_a_live_stuck_producer_times_out_clearly(unique_name):
     finally:
         child.kill()
         child.wait()
+
+
+def _cpp_test_exe(name: str):
+    d = os.environ.get("SHAREDSTATE_TEST_BIN")
+    if not d:
+        pytest.skip("SHAREDSTATE_TEST_BIN (the build's tests/cpp directory) is not set")
+    for exe in (os.path.join(d, name), os.path.join(d, name + ".exe")):
+        if os.path.isfile(exe):
+            return exe
+    pytest.skip(f"{name} was not built in {d}")
+
+
+def test_cpp_producer_python_consumer(unique_name):
+    """The game's side in C++ (tests/cpp/test_queue.cpp's "producer" child), Python consuming."""
+    exe = _cpp_test_exe("test_queue")
+    n = 20_000
+    with ss.Queue.create(unique_name, capacity=1 << 14) as q:
+        child = subprocess.Popen([exe, "child", "producer", unique_name, "5", str(n)])
+        _children.append(child)
+        for seq in range(n):
+            m = q.get(timeout=30)
+            producer, s, size = HDR.unpack_from(m)
+            assert (producer, s) == (5, seq) and len(m) == HDR.size + size
+            # C++ size_for / payload (tests/cpp/test_queue.cpp), checked on a sample.
+            assert size == (((seq * 2654435761) & 0xFFFFFFFF) >> 7) % 300 + (3000 if seq % 97 == 0 else 0)
+            if seq % 101 == 0:
+                assert m[HDR.size:] == bytes(((seq * 31 + i * 7 + 5) & 0xFF) for i in range(size))
+        assert child.wait(timeout=30) == 0
