@@ -33,7 +33,8 @@ PYBIND11_VERSION=3.1.0
 # numpy 2.1.3: numpy >= 2.2 calls ucrtbase.dll!crealf at import, which Wine 8.0 does not
 # implement ("Unimplemented function ucrtbase.dll.crealf", measured); 2.1.3 is the newest that
 # imports under Wine 8.0 and has cp313 win_amd64 wheels.
-WIN_REQUIREMENTS=(numpy==2.1.3 pytest==9.0.3 pytest-timeout==2.4.0)
+# hypothesis: the property/fuzz tests run on Windows too.
+WIN_REQUIREMENTS=(numpy==2.1.3 pytest==9.0.3 pytest-timeout==2.4.0 hypothesis==6.155.2)
 
 t_start=$(date +%s)
 log() { printf '[test-windows +%3ss] %s\n' "$(( $(date +%s) - t_start ))" "$*"; }
@@ -182,8 +183,9 @@ cpp_failed=${cpp_failed:-0}
 log "pytest under Wine (Windows CPython $(basename "$WINPY_DIR"), package from $PKG_DIR)"
 wine_start
 winpath() { printf 'Z:%s' "$1" | tr / '\\'; }
-# PYTHONPATH for the Windows python: ';'-separated Windows paths. scripts/ holds the summary plugin.
-export PYTHONPATH="$(winpath "$PKG_DIR");$(winpath "$WINPY_SITE");$(winpath "$ROOT/scripts")"
+# PYTHONPATH for the Windows python: ";"-separated Windows paths. scripts/wine_site holds the
+# summary plugin and a sitecustomize with a Wine workaround.
+export PYTHONPATH="$(winpath "$PKG_DIR");$(winpath "$WINPY_SITE");$(winpath "$ROOT/scripts/wine_site")"
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUTF8=1 PYTHONFAULTHANDLER=1
 export SHAREDSTATE_TEST_BIN=$(winpath "$BUILD_DIR/tests/cpp")
 summary_file=$LOGS/pytest-summary.sh
@@ -226,7 +228,19 @@ if [ -f "$summary_file" ]; then
   # shellcheck disable=SC1090
   . <(tr -d '\r' <"$summary_file")
 else
+  # The session died (pytest-timeout's thread method ends the whole process on Windows, or the
+  # watchdog killed Wine): count what the -v log shows and name the test that never finished.
   py_rc=1
+  vlog=$(tr -d '\r' <"$LOGS/pytest.log" | grep -E '^tests[/\\].*::' || true)
+  PY_PASSED=$(grep -c ' PASSED' <<<"$vlog" || true)
+  PY_FAILED=$(grep -c ' FAILED' <<<"$vlog" || true)
+  PY_ERRORS=$(grep -c ' ERROR' <<<"$vlog" || true)
+  PY_SKIPPED=$(grep -c ' SKIPPED' <<<"$vlog" || true)
+  PY_XFAILED=$(grep -c ' XFAIL' <<<"$vlog" || true)
+  PY_XPASSED=$(grep -c ' XPASS' <<<"$vlog" || true)
+  PY_RUN="$((PY_PASSED + PY_FAILED + PY_ERRORS + PY_XFAILED + PY_XPASSED))+ (aborted)"
+  stuck=$(grep -vE ' (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)' <<<"$vlog" | tail -n1 | cut -d' ' -f1)
+  echo "[test-windows] pytest did not finish: hung or timed out in ${stuck:-?}; later tests did not run"
 fi
 wine_stop
 

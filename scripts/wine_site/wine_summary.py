@@ -1,4 +1,4 @@
-"""pytest plugin used by scripts/test-windows.sh (loaded with ``-p wine_summary``).
+"""pytest plugin used by scripts/test-windows.sh (loaded with ``-p wine_summary`` from scripts/wine_site).
 
 Counts the outcomes of the run and the tests marked ``wine_deviation`` and writes them as
 shell assignments to $SHAREDSTATE_SUMMARY_FILE, and prints every marked deviation with its
@@ -22,6 +22,12 @@ def pytest_collection_modifyitems(session, config, items):
         mark = item.get_closest_marker("wine_deviation")
         if mark is not None:
             _deviations[item.nodeid] = [_reason(mark), "not run"]
+
+
+def pytest_collectreport(report):
+    # A module that cannot even be imported on Windows counts as an error, not as nothing.
+    if report.failed:
+        _outcomes[report.nodeid or "<collection>"] = "error"
 
 
 def pytest_runtest_logreport(report):
