@@ -287,8 +287,9 @@ public:
             }
             Queue q;
             q.name_ = name;
-            q.map_ = file.map(seg, true);
             q.file_ = std::move(file);
+            q.closed_ = false;  // from here a failure closes q, which removes the new name
+            q.map_ = q.file_.map(seg, true);
             unsigned char* base = q.map_->data();
             auto* h = reinterpret_cast<qformat::Header*>(base);
             // The segment is zero-filled by the OS: every live word starts at 0.
