@@ -537,6 +537,7 @@ public:
     // Blocks until the next message is ready to consume (skipping dead producers' records).
     void wait_ready(std::chrono::nanoseconds timeout, const Interrupt& intr = {}) {
         check_open();
+        if (!consumer_claimed_) claim_consumer();
         auto keep = map_;
         auto deadline = detail::Deadline::after(timeout.count());
         for (;;) {
@@ -546,7 +547,7 @@ public:
                 if (skip_padding()) continue;
                 return;
             }
-            uint64_t slice = blocked ? 10000000u : UINT64_MAX;  // re-check a writing producer every 10 ms
+            uint64_t slice = blocked ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
             detail::Deadline d = deadline;
             if (slice != UINT64_MAX) d.at = std::min(deadline.at, detail::os::monotonic_ns() + slice);
             auto done = [&] { return ready(nullptr, true); };
@@ -638,6 +639,7 @@ public:
 
 private:
     static constexpr detail::Deadline kNoWait{0};  // already passed: try, never wait (no clock read)
+    static constexpr uint64_t kWriterCheckNs = 10000000;  // how often a stuck record's producer is checked
 
     static bool is_exists(const Error& e) {
 #if defined(_WIN32)
@@ -685,7 +687,8 @@ private:
         name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
         info_ = o.info_; h_ = o.h_; ring_ = o.ring_; mask_ = o.mask_;
         data_wake_ = std::move(o.data_wake_); space_wake_ = std::move(o.space_wake_);
-        spin_ns_ = o.spin_ns_; tail_cache_ = o.tail_cache_; closed_ = o.closed_; consumer_claimed_ = o.consumer_claimed_; view_open_ = o.view_open_;
+        spin_ns_ = o.spin_ns_; tail_cache_ = o.tail_cache_; blocked_pos_ = o.blocked_pos_;
+        blocked_checked_ = o.blocked_checked_; closed_ = o.closed_; consumer_claimed_ = o.consumer_claimed_; view_open_ = o.view_open_;
         o.closed_ = true; o.consumer_claimed_ = false; o.h_ = nullptr; o.ring_ = nullptr;
     }
     void check_open() const {
@@ -846,7 +849,11 @@ private:
                 release_bytes(hd + size, st == qformat::kCancelled);
                 continue;
             }
-            if (st == qformat::kWriting) return false;
+            if (st == qformat::kWriting) {
+                // A consumer that only polls (timeout 0) must get past a dead producer too.
+                if (stale_writer(hd)) continue;
+                return false;
+            }
             if (!(st & qformat::kPublished)) corrupt("record at " + std::to_string(hd) + " has a bad state word");
             uint32_t n = st & qformat::kLengthMask;
             if (n > size - qformat::kRecordHeader || n > info_.max_message)
@@ -898,18 +905,33 @@ private:
 
     // The record at `pos` (head, or after padding at head) is still being written: if its
     // producer is dead, skip it (never delivered: its payload may be torn).
-    void skip_if_dead(uint64_t pos) {
+    // The record at `pos` (head) has been seen "being written": at most every 10 ms, ask
+    // whether its producer is alive. True if it was dead and the record is skipped.
+    bool stale_writer(uint64_t pos) {
+        uint64_t now = detail::os::monotonic_ns();
+        if (pos != blocked_pos_) {
+            blocked_pos_ = pos;
+            blocked_checked_ = now;
+            return false;
+        }
+        if (now - blocked_checked_ < kWriterCheckNs) return false;
+        blocked_checked_ = now;
+        return skip_if_dead(pos);
+    }
+
+    bool skip_if_dead(uint64_t pos) {
         qformat::Record* r = rec(pos);
-        if (r->state.load(std::memory_order_acquire) != qformat::kWriting) return;
-        if (detail::os::owner_alive(r->owner)) return;
+        if (r->state.load(std::memory_order_acquire) != qformat::kWriting) return false;
+        if (detail::os::owner_alive(r->owner)) return false;
         uint64_t t = h_->tail.load(std::memory_order_acquire);
         uint32_t size = r->size;
         if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || t < pos || size > t - pos ||
             (pos & mask_) + size > info_.capacity)
             corrupt("record at " + std::to_string(pos) + " has an impossible size " + std::to_string(size));
-        if (h_->head.load(std::memory_order_relaxed) != pos) return;  // not at head: not ours to skip
+        if (h_->head.load(std::memory_order_relaxed) != pos) return false;  // not at head: not ours to skip
         h_->skipped.fetch_add(1, std::memory_order_relaxed);
         release_bytes(pos + size, true);
+        return true;
     }
 
     // Moves head to `new_head` and wakes producers waiting for room.
@@ -935,6 +957,8 @@ private:
     mutable detail::os::WakeChannel space_wake_;
     uint64_t spin_ns_ = uint64_t(std::chrono::nanoseconds(kDefaultSpin).count());
     uint64_t tail_cache_ = 0;  // consumer side: a tail seen earlier
+    uint64_t blocked_pos_ = UINT64_MAX;  // consumer side: a record seen "being written" at head
+    uint64_t blocked_checked_ = 0;       // ... and when its producer was last looked at
     bool closed_ = true;
     bool consumer_claimed_ = false;
     bool view_open_ = false;
