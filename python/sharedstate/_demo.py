@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, TextIO
 
 from . import _core
 from ._state import SharedState
@@ -40,14 +40,14 @@ def _percentile(xs: List[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, out=sys.stdout) -> int:
+def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, out: TextIO = sys.stdout) -> int:
     name = name or f"sharedstate-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     sim = subprocess.Popen([str(simulator_path()), name, str(seconds), str(rate)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = _read_line(sim, timeout=10.0)
         if not ready.startswith("ready"):
-            err = sim.stderr.read() if sim.poll() is not None else ""
+            err = sim.stderr.read() if sim.stderr and sim.poll() is not None else ""
             print(f"demo: the simulator did not start: {ready!r} {err}", file=sys.stderr)
             return 1
         st = SharedState.open(name)
@@ -100,9 +100,11 @@ def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, 
             sim.wait()
 
 
-def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+def _read_line(proc: "subprocess.Popen[str]", timeout: float) -> str:
     box: List[str] = []
-    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)
+    out = proc.stdout
+    assert out is not None
+    t = threading.Thread(target=lambda: box.append(out.readline()), daemon=True)
     t.start()
     t.join(timeout)
     return box[0].strip() if box else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import keyword
-from typing import Any, Iterable, NamedTuple, Sequence, Tuple, Union
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,7 +20,7 @@ class FieldSpec(NamedTuple):
     kind: str
     itemsize: int
     offset: int
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, by design
 
     @property
     def nbytes(self) -> int:
@@ -63,6 +63,11 @@ class Layout:
     """
 
     __slots__ = ("fields", "size", "align", "_dtype", "_snapshot")
+    fields: Tuple[FieldSpec, ...]
+    size: int
+    align: int
+    _dtype: Optional[np.dtype]
+    _snapshot: Optional[type]
 
     def __init__(self, fields: Iterable[Tuple[str, Any]], *, align: bool = True) -> None:
         dt = np.dtype(list(fields), align=align)
@@ -72,7 +77,7 @@ class Layout:
         self._snapshot = None
 
     @classmethod
-    def _make(cls, fields: Sequence[FieldSpec], size: int, align: int) -> "Layout":
+    def _make(cls, fields: Sequence[Sequence[Any]], size: int, align: int) -> "Layout":
         self = object.__new__(cls)
         self.fields = tuple(FieldSpec(*f) for f in fields)
         self.size = int(size)
@@ -149,16 +154,17 @@ class Layout:
         if self._snapshot is None:
             names = self.names
             ok = all(n.isidentifier() and not keyword.iskeyword(n) and not n.startswith("_") for n in names)
-            self._snapshot = collections.namedtuple("Snapshot", names, rename=not ok)
+            snap: type = collections.namedtuple("Snapshot", names, rename=not ok)  # type: ignore[misc, arg-type]
+            self._snapshot = snap
         return self._snapshot
 
-    def _spec(self) -> list:
+    def _spec(self) -> List[Tuple[Any, ...]]:
         return [tuple(f) for f in self.fields]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Layout):
             return NotImplemented
-        return self.size == other.size and self.fields == other.fields
+        return bool(self.size == other.size and self.fields == other.fields)
 
     def __hash__(self) -> int:
         return hash((self.size, self.fields))

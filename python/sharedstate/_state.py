@@ -36,7 +36,7 @@ class SharedState(_core.StateCore):
     def _for_layout(cls, layout: Layout) -> type:
         """A subclass with one attribute descriptor per field (cached per layout)."""
         key = (cls, layout)
-        sub = SharedState._subclasses.get(key)  # type: ignore[call-overload]
+        sub: Optional[type] = SharedState._subclasses.get(key)  # type: ignore[call-overload]
         if sub is None:
             attrs: Dict[str, Any] = {"__slots__": ()}
             for i, f in enumerate(layout.fields):
@@ -131,8 +131,8 @@ class SharedState(_core.StateCore):
         show a write in progress; use read()/read_into() for consistent values. Writes
         through a writable view bypass the seqlock and the version. The view keeps the
         mapping alive after close()."""
-        buf = _core._state_buffer(self, writable)
-        arr = np.frombuffer(buf, dtype=self._layout.dtype, count=1)
+        buf = memoryview(_core._state_buffer(self, writable))  # holds the mapping alive
+        arr: np.ndarray = np.frombuffer(buf, dtype=self._layout.dtype, count=1)
         if writable:
             arr.flags.writeable = True
         return arr
