@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <sharedstate/state.hpp>
+#include <thread>
 #include <vector>
 
 #include "common.hpp"
@@ -453,7 +454,9 @@ PyObject* state_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
             if (v > since) return PyLong_FromUnsignedLongLong(v);
             detail::cpu_relax();
         }
-        if (detail::os::monotonic_ns() - t0 >= gil_spin) break;
+        uint64_t spent = detail::os::monotonic_ns() - t0;
+        if (spent >= gil_spin) break;
+        if (spent > sharedstate::kSpinAloneNs) std::this_thread::yield();  // see wait.hpp
     }
     // Phase 2: the rest of the spin and the park, GIL released.
     uint64_t spent = detail::os::monotonic_ns() - t0;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <thread>
 
 #include "detail/os.hpp"
 
@@ -32,6 +33,7 @@ struct Interrupt {
 
 inline constexpr std::chrono::nanoseconds kDefaultSpin = std::chrono::microseconds(50);
 inline constexpr uint64_t kSliceNs = 50000000;  // 50 ms: the longest Ctrl-C may go unseen
+inline constexpr uint64_t kSpinAloneNs = 2000;   // pure spinning before polls start yielding
 
 namespace detail {
 
@@ -69,16 +71,21 @@ bool wait_until(const std::atomic<uint32_t>* word, std::atomic<uint32_t>& waiter
                 Deadline deadline, uint64_t spin_ns, const Interrupt& intr) {
     if (done()) return true;
     if (spin_ns) {
-        uint64_t end = os::monotonic_ns() + spin_ns;
+        const uint64_t start = os::monotonic_ns();
+        const uint64_t end = start + spin_ns;
         unsigned n = 0;
         for (;;) {
-            for (int i = 0; i < 64; ++i) {
+            for (int i = 0; i < 16; ++i) {
                 if (done()) return true;
                 cpu_relax();
             }
             uint64_t now = os::monotonic_ns();
             if (now >= end || now >= deadline.at) break;
-            if ((++n & 1023) == 0) intr();
+            // Past the first couple of microseconds (where a cross-core handoff lands),
+            // offer the CPU between polls: on a machine with fewer free cores than busy
+            // processes the writer may be waiting for this very CPU.
+            if (now - start > kSpinAloneNs) std::this_thread::yield();
+            if ((++n & 4095) == 0) intr();
         }
     }
     struct Registered {  // RAII: the count must drop even when intr() throws
