@@ -155,7 +155,7 @@ def _fix_checksum(data: bytearray) -> None:
 
 
 def _fix_queue_checksum(data: bytearray) -> None:
-    """A queue's checksum covers bytes 8..63 only (docs/format-queue.md)."""
+    """A queue's checksum covers bytes 8..63 only (docs/FORMAT.md (Queue segment))."""
     if len(data) >= 64:
         pre = bytearray(data[8:64])
         pre[40:44] = b"\0\0\0\0"
@@ -318,7 +318,7 @@ def test_random_segments_never_crash(worker, unique_name, data, persistent):
         COUNTS["errors"][key] = COUNTS["errors"].get(key, 0) + 1
 
 
-# Queue header (docs/format-queue.md) and live words; records start at 320.
+# Queue header (docs/FORMAT.md (Queue segment)) and live words; records start at 320.
 QUEUE_FIELDS = [(0, "<Q"), (8, "<H"), (10, "<H"), (12, "<I"), (16, "<Q"), (24, "<Q"), (32, "<I"), (36, "<I"),
                 (44, "<I"), (48, "<I"), (64, "<Q"), (72, "<Q"), (80, "<Q"), (128, "<Q"), (136, "<Q"), (152, "<Q"),
                 (192, "<I"), (196, "<I"), (256, "<I"), (260, "<I")]

@@ -163,7 +163,7 @@ class Peek:
         p["persistent"] = bool(p["flags"] & FLAG_PERSISTENT)
         return p
 
-    # ---- the queue header (cpp/include/sharedstate/queue.hpp, docs/format-queue.md)
+    # ---- the queue header (cpp/include/sharedstate/queue.hpp, docs/FORMAT.md (Queue segment))
     def queue_facts(self) -> Dict[str, Any]:
         p = self.preamble()
         if p["format_version"] != 1 or p["kind_code"] != KIND_QUEUE or p["header_size"] != 320:

@@ -1,5 +1,5 @@
 // Queue: a bounded, ordered message queue of variable-length messages in a named shared
-// segment. Many producers (processes or threads), one consumer. docs/format-queue.md is the
+// segment. Many producers (processes or threads), one consumer. docs/FORMAT.md (Queue segment) is the
 // byte layout; this comment is the protocol.
 //
 // Ring. Positions are byte counts since creation (u64, never wrap); a position's place in
@@ -124,12 +124,12 @@ struct alignas(kCacheLine) Header {
     // 320: the ring
 };
 static_assert(sizeof(Header) == kHeaderSize, "queue header is 320 bytes");
-static_assert(offsetof(Header, reserve_lock) == 64, "format-queue.md: lock at 64");
-static_assert(offsetof(Header, head_cache) == 96, "format-queue.md: head_cache at 96");
-static_assert(offsetof(Header, head) == 128, "format-queue.md: head at 128");
-static_assert(offsetof(Header, consumer) == 152, "format-queue.md: consumer at 152");
-static_assert(offsetof(Header, data_seq) == 192, "format-queue.md: data_seq at 192");
-static_assert(offsetof(Header, space_seq) == 256, "format-queue.md: space_seq at 256");
+static_assert(offsetof(Header, reserve_lock) == 64, "FORMAT.md queue: lock at 64");
+static_assert(offsetof(Header, head_cache) == 96, "FORMAT.md queue: head_cache at 96");
+static_assert(offsetof(Header, head) == 128, "FORMAT.md queue: head at 128");
+static_assert(offsetof(Header, consumer) == 152, "FORMAT.md queue: consumer at 152");
+static_assert(offsetof(Header, data_seq) == 192, "FORMAT.md queue: data_seq at 192");
+static_assert(offsetof(Header, space_seq) == 256, "FORMAT.md queue: space_seq at 256");
 static_assert(std::is_standard_layout<Header>::value, "header must be standard-layout");
 
 struct Record {
