@@ -97,15 +97,6 @@ if command -v clang++-14 >/dev/null && [ -n "$(fuzzer_lib)" ]; then
     t=$(basename "$src" .cpp)
     log "libFuzzer $t (${fuzz_seconds}s)"
     extra=()
-    # Known finding, reported to the Queue's owner: peek()/ready()/skip_padding() in
-    # queue.hpp use a head position from the segment without checking its 16-byte alignment,
-    # (and reserve() a tail), so a hostile one makes a misaligned Record access (UB; SIGBUS on strict-alignment
-    # CPUs). Until that check lands, the queue target runs without -fsanitize=alignment so
-    # that it keeps looking for everything else. FUZZ_STRICT=1 turns it back on.
-    if [ "$t" = fuzz_queue ] && [ "${FUZZ_STRICT:-0}" != 1 ]; then
-      extra=(-fno-sanitize=alignment)
-      echo "  (fuzz_queue without -fsanitize=alignment: known misaligned-head finding in queue.hpp)"
-    fi
     if ! clang++-14 "${cflags[@]}" "${extra[@]}" "$src" -o "$fz/$t" >"$fz/$t.build.log" 2>&1; then
       cat "$fz/$t.build.log" | tail -20; stage "$t" 1 "build failed"; continue
     fi
