@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone on a fresh Debian 12 machine (root):
 #   bash scripts/test.sh
-# 1. system packages  2. the package + test extra in a fresh venv  3. pytest (Linux)
-# 4. C++ tests (ctest), the wheel  5. hardening (sanitizers, fuzzing)  6. Windows build + tests under Wine
+# 1. system packages  2. the package + test extra in a fresh venv  3. the C++ build
+# 4. pytest, ctest, the wheel  5. hardening (sanitizers, fuzzing)  6. Windows build + tests under Wine
 # Each stage prints a summary line; the script fails if any stage fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,15 +33,17 @@ log "pip install .[test]"
 "$venv/bin/python" -m pip install -q ".[test]" || { echo "pip install failed"; exit 1; }
 export PATH="$venv/bin:$PATH"
 
-# ---------------------------------------------------------------- 3. Python tests
+# ---------------------------------------------------------------- 3. C++ build (the tests' helpers too)
+log "C++ build"
+cmake -S . -B build/cpp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHAREDSTATE_TESTS=ON >/dev/null &&
+  cmake --build build/cpp -j2 >/dev/null || failed+=("C++ build")
+export SHAREDSTATE_TEST_BIN=$root/build/cpp/tests/cpp  # C++ peers for the cross-language tests
+
+# ---------------------------------------------------------------- 4. Python tests, C++ tests
 log "pytest"
 ( cd "$root" && "$venv/bin/python" -m pytest tests -q -p no:cacheprovider ) || failed+=("pytest")
-
-# ---------------------------------------------------------------- 4. C++ tests
 log "C++ tests (ctest)"
-cmake -S . -B build/cpp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHAREDSTATE_TESTS=ON >/dev/null &&
-  cmake --build build/cpp -j2 >/dev/null &&
-  ctest --test-dir build/cpp --output-on-failure -j2 || failed+=("ctest")
+ctest --test-dir build/cpp --output-on-failure -j2 || failed+=("ctest")
 
 # ---------------------------------------------------------------- 4b. the wheel
 # sdist -> wheel -> fresh venv -> tests against the installed wheel (what a user gets).
