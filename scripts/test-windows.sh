@@ -218,30 +218,50 @@ deselect=(
   echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-480} s: killing Wine (see the last test above)" >&2
   wineserver -k ) </dev/null &
 watchdog=$!
-set +e
-(cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest tests -v -rfEsxX -p no:cacheprovider --continue-on-collection-errors \
-   --timeout=120 -p wine_summary "${deselect[@]}" ${PYTEST_ARGS:-} </dev/null 2>&1) | tee "$LOGS/pytest.log"
-py_rc=$?
-set -e
+# One python process per test file: pytest-timeout's thread method (the only one on Windows) ends
+# the whole process when a test hangs, so this way a hang costs only the rest of its own file.
+# Costs ~1 s of start-up per file.
+py_files=()
+while IFS= read -r f; do py_files+=("$f"); done < <(cd "$ROOT" && find tests -name 'test_*.py' | sort)
+: >"$LOGS/pytest.log"
+PY_RUN=0 PY_PASSED=0 PY_FAILED=0 PY_ERRORS=0 PY_SKIPPED=0 PY_XFAILED=0 PY_XPASSED=0 PY_DEVIATIONS=0
+py_rc=0 aborted=() devlines=""
+for f in "${py_files[@]}"; do
+  for d in "${deselect[@]}"; do [ "$d" = "--ignore=$f" ] && continue 2; done
+  rm -f "$summary_file"
+  set +e
+  (cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest "$f" -v -rfEsxX -p no:cacheprovider \
+     --timeout=120 -p wine_summary "${deselect[@]}" ${PYTEST_ARGS:-} </dev/null 2>&1) > >(tee -a "$LOGS/pytest.log")
+  rc=$?
+  # (Not "| tee": bash would wait for EOF, which a hung test's orphaned children delay.) Give
+  # tee a moment to drain, without waiting on such children.
+  tee_pid=$!
+  for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$tee_pid" 2>/dev/null || break; sleep 0.3; done
+  set -e
+  for k in RUN PASSED FAILED ERRORS SKIPPED XFAILED XPASSED DEVIATIONS; do eval "f_PY_$k=0"; done
+  if [ -f "$summary_file" ]; then
+    sf=$(tr -d '\r' <"$summary_file")
+    eval "$(grep -E '^PY_[A-Z]+=[0-9]+$' <<<"$sf" | sed -E 's/^(PY_[A-Z]+)=/f_\1=/')"
+    devlines+=$(grep '^# DEV ' <<<"$sf" | sed 's/^# DEV /  /' || true)$'\n'
+    # rc 5 = no tests collected (e.g. everything deselected): not a failure
+    if [ "$rc" != 0 ] && [ "$rc" != 5 ]; then py_rc=1; fi
+  else
+    # The session died (pytest-timeout, or the watchdog killed Wine): count what the -v log shows.
+    py_rc=1
+    vlog=$(tr -d '\r' <"$LOGS/pytest.log" | grep -F "$f::" || true)
+    f_PY_PASSED=$(grep -c ' PASSED' <<<"$vlog" || true); f_PY_FAILED=$(grep -c ' FAILED' <<<"$vlog" || true)
+    f_PY_ERRORS=$(grep -c ' ERROR' <<<"$vlog" || true); f_PY_SKIPPED=$(grep -c ' SKIPPED' <<<"$vlog" || true)
+    f_PY_XFAILED=$(grep -c ' XFAIL' <<<"$vlog" || true); f_PY_XPASSED=$(grep -c ' XPASS' <<<"$vlog" || true)
+    f_PY_RUN=$((f_PY_PASSED + f_PY_FAILED + f_PY_ERRORS + f_PY_XFAILED + f_PY_XPASSED)); f_PY_DEVIATIONS=0
+    stuck=$(grep -vE ' (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)' <<<"$vlog" | tail -n1 | cut -d' ' -f1)
+    aborted+=("${stuck:-$f}")
+  fi
+  for k in RUN PASSED FAILED ERRORS SKIPPED XFAILED XPASSED DEVIATIONS; do
+    v=f_PY_$k; eval "PY_$k=\$((PY_$k + ${!v:-0}))"
+  done
+  log "$f: exit $rc, $f_PY_PASSED passed, $f_PY_FAILED failed, $f_PY_SKIPPED skipped"
+done
 kill "$watchdog" 2>/dev/null || true
-if [ -f "$summary_file" ]; then
-  # shellcheck disable=SC1090
-  . <(tr -d '\r' <"$summary_file")
-else
-  # The session died (pytest-timeout's thread method ends the whole process on Windows, or the
-  # watchdog killed Wine): count what the -v log shows and name the test that never finished.
-  py_rc=1
-  vlog=$(tr -d '\r' <"$LOGS/pytest.log" | grep -E '^tests[/\\].*::' || true)
-  PY_PASSED=$(grep -c ' PASSED' <<<"$vlog" || true)
-  PY_FAILED=$(grep -c ' FAILED' <<<"$vlog" || true)
-  PY_ERRORS=$(grep -c ' ERROR' <<<"$vlog" || true)
-  PY_SKIPPED=$(grep -c ' SKIPPED' <<<"$vlog" || true)
-  PY_XFAILED=$(grep -c ' XFAIL' <<<"$vlog" || true)
-  PY_XPASSED=$(grep -c ' XPASS' <<<"$vlog" || true)
-  PY_RUN="$((PY_PASSED + PY_FAILED + PY_ERRORS + PY_XFAILED + PY_XPASSED))+ (aborted)"
-  stuck=$(grep -vE ' (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)' <<<"$vlog" | tail -n1 | cut -d' ' -f1)
-  echo "[test-windows] pytest did not finish: hung or timed out in ${stuck:-?}; later tests did not run"
-fi
 wine_stop
 
 # ------------------------------------------------------------------ 7. summary
@@ -253,6 +273,11 @@ printf 'C++ (ctest):     %s tests run, %s passed, %s failed (incl. the 2 wine_se
 printf 'Python (pytest): %s run, %s passed, %s failed, %s errors, %s skipped, %s xfailed, %s xpassed; %s marked wine_deviation%s\n' \
   "${PY_RUN:-?}" "${PY_PASSED:-?}" "${PY_FAILED:-?}" "${PY_ERRORS:-?}" "${PY_SKIPPED:-?}" "${PY_XFAILED:-?}" \
   "${PY_XPASSED:-?}" "${PY_DEVIATIONS:-?}" "$([ "$py_rc" = 0 ] && echo '' || echo '  <-- FAILED')"
+for t in "${aborted[@]}"; do echo "  ABORTED: $t hung or timed out; the rest of its file did not run"; done
+if [ "${PY_DEVIATIONS:-0}" != 0 ]; then
+  echo "Marked Wine deviations (outcome, test, reason):"
+  printf '%s' "$devlines" | sed '/^$/d'
+fi
 printf 'Logs: %s/{build,ctest,pytest}.log   Time: %ss\n' "$LOGS" "$elapsed"
 if [ "$cpp_rc" != 0 ] || [ "$py_rc" != 0 ]; then
   echo "RESULT: FAILED"

@@ -70,3 +70,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                     f"PY_ERRORS={counts['error']}\nPY_SKIPPED={counts['skipped']}\n"
                     f"PY_XFAILED={counts['xfailed']}\nPY_XPASSED={counts['xpassed']}\n"
                     f"PY_DEVIATIONS={len(_deviations)}\nPY_EXIT={int(exitstatus)}\n")
+            for nodeid, (reason, outcome) in sorted(_deviations.items()):
+                f.write(f"# DEV {outcome.upper():8} {nodeid}: {reason}\n")
