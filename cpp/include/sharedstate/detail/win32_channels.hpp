@@ -132,10 +132,11 @@ public:
         for (;;) {
             OVERLAPPED ov{};
             ov.hEvent = rev_;
-            size_t room = buf_.size() - have;
+            size_t off = discard ? 0 : have;  // a discarded message is read over the start of buf_
+            size_t room = buf_.size() - off;
             DWORD want = room > 0x40000000u ? 0x40000000u : DWORD(room);
             IoResult res;
-            if (!ReadFile(h_, buf_.data() + (discard ? 0 : have), want, nullptr, &ov)) {
+            if (!ReadFile(h_, buf_.data() + off, want, nullptr, &ov)) {
                 DWORD e = GetLastError();
                 if (e == ERROR_IO_PENDING) {
                     res = finish_io(h_, ov, dl, intr, have == 0 && block);
@@ -153,7 +154,8 @@ public:
             if (res.err == 0 || res.err == ERROR_MORE_DATA) {
                 if (res.err == 0) {
                     if (res.interrupted) { stash(have, discard); std::rethrow_exception(res.interrupted); }
-                    if (discard) fail(errc::message_too_large, "pipe '" + name_ + "': a message exceeds max_message " + std::to_string(max_) + " (discarded)");
+                    if (discard || have > max_)
+                        fail(errc::message_too_large, "pipe '" + name_ + "': a message exceeds max_message " + std::to_string(max_) + " (discarded)");
                     ready_ = true;
                     ready_len_ = have;
                     return true;
