@@ -194,9 +194,6 @@ export SHAREDSTATE_SUMMARY_FILE=$(winpath "$summary_file")
 # Tests in files owned by others that assume Linux behaviour and are not (yet) skipped by
 # platform; each is reported to its owner. Remove an entry once the test handles Windows.
 deselect=(
-  # `rm` of a missing name exits 0 on Windows by design ("Windows removes a named object with its
-  # last handle; nothing to do"); the test expects exit 1 on every OS.
-  --deselect tests/test_cli.py::test_missing_object_and_bad_usage_exit_codes
   # A raw attach with a layout larger than the mapping: Windows cannot report a mapping's size
   # (VirtualQuery gives the page-rounded view), so "needs 24" is not raised for a 12-byte mapping.
   --deselect tests/test_state.py::test_raw_attach_multiprocessing_shared_memory
@@ -207,6 +204,8 @@ deselect=(
   --ignore=tests/test_fuzz_segments.py
   # Imports resource at module level (POSIX only): same.
   --ignore=tests/test_faults.py
+  # A skipif condition calls os.geteuid() at import time (no such function on Windows).
+  --ignore=tests/test_security.py
 )
 # Windows CPython under Wine cannot start with a regular file as a std handle: stdout/stderr go
 # to a pipe (tee), stdin is /dev/null (works).
