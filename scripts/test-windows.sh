@@ -188,24 +188,15 @@ winpath() { printf 'Z:%s' "$1" | tr / '\\'; }
 export PYTHONPATH="$(winpath "$PKG_DIR");$(winpath "$WINPY_SITE");$(winpath "$ROOT/scripts/wine_site")"
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUTF8=1 PYTHONFAULTHANDLER=1
 export SHAREDSTATE_TEST_BIN=$(winpath "$BUILD_DIR/tests/cpp")
+# PYTEST_ARGS is split like a shell would (quotes kept): PYTEST_ARGS='-k "queue or mailslot"'.
+eval "pytest_args=(${PYTEST_ARGS:-})"
 summary_file=$LOGS/pytest-summary.sh
 rm -f "$summary_file"
 export SHAREDSTATE_SUMMARY_FILE=$(winpath "$summary_file")
 # Tests in files owned by others that assume Linux behaviour and are not (yet) skipped by
 # platform; each is reported to its owner. Remove an entry once the test handles Windows.
 deselect=(
-  # A raw attach with a layout larger than the mapping: Windows cannot report a mapping's size
-  # (VirtualQuery gives the page-rounded view), so "needs 24" is not raised for a 12-byte mapping.
-  --deselect tests/test_state.py::test_raw_attach_multiprocessing_shared_memory
-  # Reopens a raw segment after its last handle was closed: on Windows it is gone by then
-  # (tests/test_windows.py checks exactly that); Linux keeps raw segments until unlinked.
-  --deselect tests/test_state.py::test_raw_attach_create_and_unlink
-  # Imports fcntl at module level (POSIX only): the module cannot even be collected on Windows.
-  --ignore=tests/test_fuzz_segments.py
-  # Imports resource at module level (POSIX only): same.
-  --ignore=tests/test_faults.py
-  # A skipif condition calls os.geteuid() at import time (no such function on Windows).
-  --ignore=tests/test_security.py
+  # (none at present: every test file handles Windows itself, by platform marks)
 )
 # Windows CPython under Wine cannot start with a regular file as a std handle: stdout/stderr go
 # to a pipe (tee), stdin is /dev/null (works).
@@ -230,7 +221,7 @@ for f in "${py_files[@]}"; do
   rm -f "$summary_file"
   set +e
   (cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest "$f" -v -rfEsxX -p no:cacheprovider \
-     --timeout=120 -p wine_summary "${deselect[@]}" ${PYTEST_ARGS:-} </dev/null 2>&1) > >(tee -a "$LOGS/pytest.log")
+     --timeout=120 -p wine_summary "${deselect[@]}" "${pytest_args[@]}" </dev/null 2>&1) > >(tee -a "$LOGS/pytest.log")
   rc=$?
   # (Not "| tee": bash would wait for EOF, which a hung test's orphaned children delay.) Give
   # tee a moment to drain, without waiting on such children.

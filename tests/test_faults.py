@@ -6,6 +6,13 @@ default 24), SST_LEAK_CYCLES (default 3000). scripts/hardening.sh raises both.
 """
 from __future__ import annotations
 
+import sys
+
+import pytest
+
+if not sys.platform.startswith("linux"):
+    pytest.skip("POSIX signals, rlimits and /dev/shm (Windows: tests/test_windows.py and the C++ killed-writer tests)", allow_module_level=True)
+
 import ctypes
 import mmap
 import multiprocessing as mp

@@ -74,7 +74,7 @@ def test_segments_are_0600_even_with_a_permissive_umask(unique_name):
                 os.unlink(f"/dev/shm/{n}")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="dropping to another uid needs root (POSIX)")
 def test_another_uid_cannot_open_a_segment(unique_name):
     with ss.SharedState.create(unique_name, ss.CONTROLLER) as st:
         st.write(x=42)
@@ -91,7 +91,7 @@ def test_another_uid_cannot_open_a_segment(unique_name):
         assert st.x == 42 and os.path.exists(f"/dev/shm/{unique_name}")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="dropping to another uid needs root (POSIX)")
 def test_another_uid_cannot_squat_our_name_first(unique_name):
     """A segment another user created under the name we want: we refuse to use it."""
     def squat():
@@ -225,7 +225,7 @@ def test_pipe_socket_directory_is_private(unique_name):
     assert (kind, msg) == ("ok", repr([0o700, True]))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another uid needs root")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="dropping to another uid needs root (POSIX)")
 def test_another_uid_cannot_use_our_queue_semaphore_or_pipe(unique_name):
     q = ss.Queue.create(unique_name + "-q", capacity=1024)
     s = ss.Semaphore.create(unique_name + "-s", initial=1)

@@ -441,8 +441,12 @@ void bind_queue(py::module_& m) {
             const void* p = bi.ptr;
             size_t n = size_t(bi.size * bi.itemsize);
             auto& w = *keep;
+#if !defined(_WIN32)
             // Never waits while there is room: try first with the GIL held.
             if (ns.count() == 0) return w.send(p, n, ns);
+#endif
+            // Windows: WriteFile to a mailslot may block (Wine blocks after a few hundred
+            // unread messages), so the GIL is always released around it.
             without_gil([&] { w.send(p, n, ns, gil_released_interrupt()); return 0; });
         }, py::arg("data"), py::arg("timeout") = 0.0)
         .def_property_readonly("name", [](PyMailslotWriter& self) { return self.get().name(); })
