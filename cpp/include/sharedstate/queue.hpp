@@ -50,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include "detail/lifetime.hpp"
 #include "detail/os.hpp"
 #include "error.hpp"
 #include "format.hpp"
@@ -281,7 +282,7 @@ public:
             try {
                 file = detail::os::SegmentFile::create(name, seg);
             } catch (const Error& e) {
-                if (!is_exists(e) || attempt > 3) throw;
+                if (!detail::os::is_exists_error(e.code()) || attempt > 3) throw;
                 if (opt.exist_ok) return open(name);
                 if (!remove_stale(name)) throw;
                 continue;
@@ -322,7 +323,7 @@ public:
         // A creator may be between shm_open and publishing the magic: give it a moment.
         auto waited = detail::Deadline::after(others ? 1000000000 : 0);
         uint64_t size = file.size();
-        while (size < qformat::kHeaderSize && nap(waited)) size = file.size();
+        while (size < qformat::kHeaderSize && detail::nap(waited)) size = file.size();
         if (size < qformat::kHeaderSize)
             fail(errc::corrupt_segment, "queue '" + name + "': truncated (" + std::to_string(size) +
                                             " bytes, a queue header needs 320); not a sharedstate Queue?");
@@ -331,7 +332,7 @@ public:
         q.map_ = file.map(size, true);
         q.file_ = std::move(file);
         auto* h = reinterpret_cast<const qformat::Header*>(q.map_->data());
-        while (h->pre.magic.load(std::memory_order_acquire) == 0 && nap(waited)) {}
+        while (h->pre.magic.load(std::memory_order_acquire) == 0 && detail::nap(waited)) {}
         qformat::Info info = qformat::validate(q.map_->data(), size, name);
         if (!others && !(info.flags & qformat::kFlagPersistent)) {
             // Every process that held it has exited: stale, as on Windows it would be gone.
@@ -654,38 +655,8 @@ private:
         return false;
     }
 
-    static bool is_exists(const Error& e) {
-#if defined(_WIN32)
-        return e.code() == std::error_code(183 /*ERROR_ALREADY_EXISTS*/, std::system_category());
-#else
-        return e.code() == std::error_code(EEXIST, std::generic_category());
-#endif
-    }
-    static bool nap(const detail::Deadline& d) {
-        if (d.left() == 0) return false;
-        detail::os::sleep_ns(100000);
-        return true;
-    }
     // A queue whose holders all died (and is not persistent) is removed. True if removed.
-    static bool remove_stale(const std::string& name) {
-        if (detail::os::SegmentFile::held(name)) return false;
-        try {
-            bool others = true;
-            auto f = detail::os::SegmentFile::open(name, false, true, others);
-            if (others) return false;
-            uint64_t size = f.size();
-            if (size < sizeof(qformat::Preamble)) return false;
-            auto m = f.map(sizeof(qformat::Preamble), false);
-            const auto* p = reinterpret_cast<const qformat::Preamble*>(m->data());
-            uint64_t magic = p->magic.load(std::memory_order_acquire);
-            if (magic != format::kStateMagic && magic != format::kQueueMagic) return false;  // not ours
-            if (p->flags & qformat::kFlagPersistent) return false;
-            m.reset();
-            return f.close(true);
-        } catch (const Error&) {
-            return false;
-        }
-    }
+    static bool remove_stale(const std::string& name) { return detail::remove_stale_segment(name); }
 
     void attach(const qformat::Info& info) {
         info_ = info;

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "detail/lifetime.hpp"
 #include "detail/os.hpp"
 #include "format.hpp"
 #include "layout.hpp"
@@ -46,7 +47,7 @@ public:
             try {
                 file = detail::os::SegmentFile::create(name, g.segment_size);
             } catch (const Error& e) {
-                if (!is_exists(e) || attempt > 3) throw;
+                if (!detail::os::is_exists_error(e.code()) || attempt > 3) throw;
                 if (opt.exist_ok) return open(name, &layout);
                 if (!remove_if_stale(name)) throw;
                 continue;
@@ -90,14 +91,14 @@ public:
         // A creator may be between shm_open and publishing the magic: give it a moment.
         uint64_t size = file.size();
         auto waited = detail::Deadline::after(others ? 1000000000 : 0);
-        while (size < sizeof(format::StateHeader) && deadline_left(waited)) size = file.size();
+        while (size < sizeof(format::StateHeader) && detail::nap(waited)) size = file.size();
         if (size < sizeof(format::StateHeader))
             fail(errc::corrupt_segment, "segment '" + name + "': truncated (" + std::to_string(size) +
                                             " bytes, a header needs 256); not made by sharedstate? (attach_raw reads those)");
         b.map_ = file.map(size, true);
         b.file_ = std::move(file);
         auto* h = reinterpret_cast<format::StateHeader*>(b.map_->data());
-        while (h->pre.magic.load(std::memory_order_acquire) == 0 && deadline_left(waited)) {}
+        while (h->pre.magic.load(std::memory_order_acquire) == 0 && detail::nap(waited)) {}
         format::StateInfo info = format::validate_state(b.map_->data(), size, name);
         if (!others && !(info.flags & format::kFlagPersistent)) {
             // Every process that held it has exited: it is stale, as on Windows it would be gone.
@@ -134,25 +135,7 @@ public:
     }
 
     // Removes a stale segment NAME (holders all dead, not persistent). True if removed.
-    static bool remove_if_stale(const std::string& name) {
-        if (detail::os::SegmentFile::held(name)) return false;
-        try {
-            bool others = true;
-            auto f = detail::os::SegmentFile::open(name, false, true, others);
-            if (others) return false;
-            uint64_t size = f.size();
-            if (size < sizeof(format::StateHeader)) return false;
-            auto m = f.map(size, false);
-            uint64_t magic = reinterpret_cast<const format::Preamble*>(m->data())->magic.load(std::memory_order_acquire);
-            if (magic != format::kStateMagic && magic != format::kQueueMagic) return false;  // not ours
-            uint32_t flags = reinterpret_cast<const format::Preamble*>(m->data())->flags;
-            if (flags & format::kFlagPersistent) return false;
-            m.reset();
-            return f.close(true);
-        } catch (const Error&) {
-            return false;
-        }
-    }
+    static bool remove_if_stale(const std::string& name) { return detail::remove_stale_segment(name); }
 
     static void unlink(const std::string& name) { detail::os::SegmentFile::unlink(name); }
 
@@ -266,18 +249,6 @@ public:
     const detail::Latch& latch() const noexcept { return latch_; }
 
 private:
-    static bool is_exists(const Error& e) {
-#if defined(_WIN32)
-        return e.code() == std::error_code(183 /*ERROR_ALREADY_EXISTS*/, std::system_category());
-#else
-        return e.code() == std::error_code(EEXIST, std::generic_category());
-#endif
-    }
-    static bool deadline_left(const detail::Deadline& d) {
-        if (d.left() == 0) return false;
-        detail::os::sleep_ns(100000);
-        return true;
-    }
     static std::string describe_mismatch(const Layout& want, const Layout& have) {
         if (want.size != have.size)
             return "payload is " + std::to_string(have.size) + " bytes, expected " + std::to_string(want.size);

@@ -27,6 +27,7 @@
 
 #include "../error.hpp"
 #include "../name.hpp"
+#include "mapping.hpp"
 
 namespace sharedstate {
 namespace detail {
@@ -125,20 +126,8 @@ inline bool owner_alive(uint64_t owner) {
 inline uint32_t current_pid() { return uint32_t(getpid()); }
 
 // ---------------------------------------------------------------- mappings
-// A mapped view. Shared (std::shared_ptr) between the object that mapped it and every
-// zero-copy view handed out, so memory is unmapped only when the last user lets go.
-class Mapping {
-public:
-    Mapping(void* addr, size_t size) : addr_(addr), size_(size) {}
-    ~Mapping() { if (addr_) munmap(addr_, size_); }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    unsigned char* data() const noexcept { return static_cast<unsigned char*>(addr_); }
-    size_t size() const noexcept { return size_; }
-private:
-    void* addr_;
-    size_t size_;
-};
+inline void unmap(void* addr, size_t size) noexcept { munmap(addr, size); }
+inline bool is_exists_error(const std::error_code& ec) { return ec == std::error_code(EEXIST, std::generic_category()); }
 
 // ---------------------------------------------------------------- segment files
 // A POSIX shm object plus its holder lock. Every holder keeps a shared flock() on its

@@ -18,6 +18,7 @@
 
 #include "../error.hpp"
 #include "../name.hpp"
+#include "mapping.hpp"
 
 namespace sharedstate {
 namespace detail {
@@ -87,18 +88,10 @@ inline bool owner_alive(uint64_t owner) {
 }
 
 // ---------------------------------------------------------------- mappings
-class Mapping {
-public:
-    Mapping(void* addr, size_t size) : addr_(addr), size_(size) {}
-    ~Mapping() { if (addr_) UnmapViewOfFile(addr_); }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    unsigned char* data() const noexcept { return static_cast<unsigned char*>(addr_); }
-    size_t size() const noexcept { return size_; }
-private:
-    void* addr_;
-    size_t size_;
-};
+inline void unmap(void* addr, size_t) noexcept { UnmapViewOfFile(addr); }
+inline bool is_exists_error(const std::error_code& ec) {
+    return ec == std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category());
+}
 
 class SegmentFile {
 public:
