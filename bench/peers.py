@@ -249,25 +249,38 @@ def _zmq_close(self, fname):
         pass
 
 
-class ZmqPair(RoundTrip):
-    name = "pyzmq PAIR over ipc"
+class _ZmqIpc:
+    """pyzmq over an ipc:// endpoint in a private temp dir: the child connects, the parent binds."""
+    endpoint = child_type = parent_type = ""
 
     def __init__(self):
         self.zmq = _import("zmq")
 
     def prepare(self):
         self.dir = tempfile.mkdtemp(prefix="sst-bench-zmq-")
-        self.addr = "ipc://" + os.path.join(self.dir, "pair")
+        self.addr = "ipc://" + os.path.join(self.dir, self.endpoint)
 
     def child_open(self):
         self.cctx = self.zmq.Context()
-        self.cs = self.cctx.socket(self.zmq.PAIR)
+        self.cs = self.cctx.socket(getattr(self.zmq, self.child_type))
         self.cs.connect(self.addr)
 
     def parent_open(self):
         self.pctx = self.zmq.Context()
-        self.ps = self.pctx.socket(self.zmq.PAIR)
+        self.ps = self.pctx.socket(getattr(self.zmq, self.parent_type))
         self.ps.bind(self.addr)
+
+    def child_close(self):
+        self.cs.close(linger=0)
+        self.cctx.term()
+
+    def close(self):
+        _zmq_close(self, self.endpoint)
+
+
+class ZmqPair(_ZmqIpc, RoundTrip):
+    name = "pyzmq PAIR over ipc"
+    endpoint, child_type, parent_type = "pair", "PAIR", "PAIR"
 
     def child_main(self, n):
         s = self.cs
@@ -282,12 +295,6 @@ class ZmqPair(RoundTrip):
             recv()
         return ping
 
-    def child_close(self):
-        self.cs.close(linger=0)
-        self.cctx.term()
-
-    def close(self):
-        _zmq_close(self, "pair")
 
 
 class PosixMQ(RoundTrip):
@@ -677,25 +684,9 @@ class TpSeqPacket(Throughput):
         self.a.close(); self.b.close()
 
 
-class TpZmq(Throughput):
+class TpZmq(_ZmqIpc, Throughput):
     name = "pyzmq PUSH/PULL ipc"
-
-    def __init__(self):
-        self.zmq = _import("zmq")
-
-    def prepare(self):
-        self.dir = tempfile.mkdtemp(prefix="sst-bench-zmq-")
-        self.addr = "ipc://" + os.path.join(self.dir, "push")
-
-    def child_open(self):
-        self.cctx = self.zmq.Context()
-        self.cs = self.cctx.socket(self.zmq.PULL)
-        self.cs.connect(self.addr)
-
-    def parent_open(self):
-        self.pctx = self.zmq.Context()
-        self.ps = self.pctx.socket(self.zmq.PUSH)
-        self.ps.bind(self.addr)
+    endpoint, child_type, parent_type = "push", "PULL", "PUSH"
 
     def child_main(self, n):
         recv = self.cs.recv
@@ -707,12 +698,6 @@ class TpZmq(Throughput):
         for _ in range(n):
             send(TP_MSG)
 
-    def child_close(self):
-        self.cs.close(linger=0)
-        self.cctx.term()
-
-    def close(self):
-        _zmq_close(self, "push")
 
 
 class TpIox(Throughput, _Iox):
