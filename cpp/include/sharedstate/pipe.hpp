@@ -97,9 +97,9 @@ public:
     // anything is sent. errc::timeout if it could not start before the timeout.
     void send(const void* data, size_t n, nanoseconds timeout = forever, const Interrupt& intr = {}) {
         Impl& p = live();
-        if (n > p.max) {
+        if (n > p.max_msg) {
             fail(errc::message_too_large, "pipe '" + p.conn.name() + "': message of " + std::to_string(n) + " bytes exceeds max_message " +
-                                              std::to_string(p.max));
+                                              std::to_string(p.max_msg));
         }
         detail::Deadline dl = detail::deadline_of(timeout);
         if (!detail::lock_within(p.smu, dl, intr)) timed_out(p, "send");
@@ -113,7 +113,7 @@ public:
     // sent, false when the caller should fall back to send(). Short messages only.
     bool try_send(const void* data, size_t n) {
         Impl& p = live();
-        if (n > p.max || !p.smu.try_lock()) return false;
+        if (n > p.max_msg || !p.smu.try_lock()) return false;
         std::lock_guard<std::mutex> g(p.smu, std::adopt_lock);
         return p.conn.try_send(static_cast<const unsigned char*>(data), n);
     }
@@ -202,7 +202,7 @@ public:
     explicit operator bool() const noexcept { return !closed(); }
 
     const std::string& name() const { return live_c().conn.name(); }
-    size_t max_message() const { return live_c().max; }
+    size_t max_message() const { return live_c().max_msg; }
 #if defined(_WIN32)
     HANDLE native_handle() const { return live_c().conn.handle(); }
 #else
@@ -213,11 +213,11 @@ public:
 private:
     friend class PipeServer;
     struct Impl {
-        Impl(detail::os::NativePipe h, const std::string& n, size_t m) : conn(h, n, m), max(m) {}
+        Impl(detail::os::NativePipe h, const std::string& n, size_t m) : conn(h, n, m), max_msg(m) {}
         detail::os::PipeConn conn;
         std::mutex rmu, smu;
         std::atomic<bool> closed{false};
-        size_t max;
+        size_t max_msg;
     };
     explicit Pipe(std::unique_ptr<Impl> p) : p_(std::move(p)) {}
 
@@ -262,7 +262,7 @@ public:
         detail::check_max_message(max_message, name);
         auto p = std::make_unique<Impl>();
         p->name = name;
-        p->max = max_message;
+        p->max_msg = max_message;
         p->l.create(name);
         p_ = std::move(p);
     }
@@ -282,7 +282,7 @@ public:
         if (p.closed.load()) fail(errc::closed, "pipe server '" + p.name + "' is closed");
         detail::os::NativePipe h = p.l.accept(dl, intr);
         if (h == detail::os::kNoPipe) timed_out(p);
-        return Pipe(std::make_unique<Pipe::Impl>(h, p.name, p.max));
+        return Pipe(std::make_unique<Pipe::Impl>(h, p.name, p.max_msg));
     }
 
     // Stops listening and frees the name; pipes already accepted stay connected.
@@ -296,7 +296,7 @@ public:
     }
     bool closed() const noexcept { return !p_ || p_->closed.load(); }
     const std::string& name() const { return live_c().name; }
-    size_t max_message() const { return live_c().max; }
+    size_t max_message() const { return live_c().max_msg; }
     // The OS address: the socket file on Linux, \\.\pipe\NAME on Windows.
     const std::string& path() const { return live_c().l.path(); }
 
@@ -306,7 +306,7 @@ private:
         std::mutex mu;
         std::atomic<bool> closed{false};
         std::string name;
-        size_t max = kDefaultMaxMessage;
+        size_t max_msg = kDefaultMaxMessage;
     };
     [[noreturn]] static void timed_out(Impl& p) { fail(errc::timeout, "pipe server '" + p.name + "': accept timed out"); }
     Impl& live() {

@@ -551,7 +551,7 @@ public:
             }
             uint64_t slice = blocked ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
             detail::Deadline d = deadline;
-            if (slice != UINT64_MAX) d.at = std::min(deadline.at, detail::os::monotonic_ns() + slice);
+            if (slice != UINT64_MAX) d.at = (std::min)(deadline.at, detail::os::monotonic_ns() + slice);
             unsigned polls = 0;
             auto done = [&] { return ready(nullptr, true) || (++polls % kPollsPerYield == 0 && yield_cpu()); };
             bool ok = detail::wait_until(&h_->data_seq, h_->data_waiters, data_wake_, done, d, spin_ns_, intr);

@@ -75,7 +75,7 @@ public:
             }
             uint64_t left = deadline.left();
             if (left == 0) fail(errc::timeout, "recv from mailslot '" + name_ + "': no message");
-            uint64_t slice = std::min<uint64_t>(left, kSliceNs);
+            uint64_t slice = (std::min<uint64_t>)(left, kSliceNs);
             // Sleep in ReadFile until a message comes or the slice ends; a message read here
             // is returned directly.
             set_read_timeout(DWORD(std::max<uint64_t>(1, slice / 1000000u)));
