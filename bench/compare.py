@@ -34,7 +34,7 @@ import peers  # noqa: E402
 from peers import Skip  # noqa: E402
 
 CTX = mp.get_context("fork")
-SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn")
+SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "bridge")
 
 
 # ================================================================== plumbing
@@ -610,6 +610,9 @@ def markdown(res):
             L.append(f"| {name} | {r['torn']} | {r['torn_pct']:.2f} | {r['changes']} |")
         L += ["", "\"value changes seen\" shows the writer really ran concurrently; on a shared 2-vCPU VM it may not "
               "have run for the whole read loop.", ""]
+    if res.get("bridge"):
+        from bench_bridge import markdown as bridge_markdown
+        L += bridge_markdown(res["bridge"])
     if res.get("plot"):
         L += [f"![round-trip latency distributions]({Path(res['plot']).name})", ""]
     elif res.get("plot_note"):
@@ -732,6 +735,10 @@ def main(argv=None):
     if "torn" in only:
         log("torn reads ...")
         res["torn"] = run_torn(cfg)
+    if "bridge" in only:
+        log("Zenoh bridge ...")
+        from bench_bridge import run_bridge
+        res["bridge"] = run_bridge(cfg.quick)
     pin_all = set(allowed)
     try:
         os.sched_setaffinity(0, pin_all)

@@ -30,7 +30,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 log "pip install .[test]"
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$venv/bin/python" -m pip install -q ".[test]" || { echo "pip install failed"; exit 1; }
+"$venv/bin/python" -m pip install -q ".[test,zenoh]" || { echo "pip install failed"; exit 1; }
 export PATH="$venv/bin:$PATH"
 
 # ---------------------------------------------------------------- 3. C++ build (the tests' helpers too)

@@ -12,6 +12,7 @@ from ._state import SharedState
 from ._queue import *  # noqa: F401,F403
 from ._channels import *  # noqa: F401,F403
 from . import _queue, _channels
+from . import bridge  # zenoh itself is imported only when a bridge is made
 
 __version__ = getattr(_core, "__version__", "0")
 

@@ -826,6 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=1000.0, help="simulator writes per second")
     d.add_argument("--name", default=None, help="segment name (default: a unique one)")
     d.set_defaults(func=cmd_demo)
+    from . import bridge
+    bridge.add_cli(sub)
     return p
 
 
