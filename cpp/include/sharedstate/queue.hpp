@@ -635,7 +635,7 @@ public:
         h_ = nullptr;
         ring_ = nullptr;
         map_.reset();
-        try { file_.close(!(info_.flags & qformat::kFlagPersistent)); } catch (...) {}
+        file_.close(!(info_.flags & qformat::kFlagPersistent));  // never throws
     }
 
     const std::shared_ptr<detail::os::Mapping>& mapping() const { check_open(); return map_; }
