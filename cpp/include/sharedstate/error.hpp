@@ -203,6 +203,17 @@ std::exception_ptr capture(F&& f) {
 [[noreturn]] inline void fail(errc e, const std::string& what) { fail(make_error_code(e), what); }
 [[noreturn]] inline void fail(const ErrorInfo& err) { fail(err.code, err.message); }
 
+namespace detail {
+// The internal convention of code shared by both forms: with err, record the failure and
+// return false; without (nullptr: the throwing form), throw it.
+inline bool report(ErrorInfo* err, const std::error_code& code, const std::string& what) {
+    if (!err) fail(code, what);
+    return err->set(code, what);
+}
+inline bool report(ErrorInfo* err, errc e, const std::string& what) { return report(err, make_error_code(e), what); }
+inline bool failed(const ErrorInfo* err) noexcept { return err && *err; }
+}  // namespace detail
+
 }  // namespace sharedstate
 
 namespace std {

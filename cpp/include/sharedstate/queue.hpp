@@ -612,12 +612,16 @@ public:
     // errc::corrupt_segment, errc::invalid_argument (another process consumes)...
     // True when the message went in.
     bool put(const void* data, size_t len, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        return put(data, len, timeout, Interrupt{}, err);
+    }
+    // The same with an Interrupt, which may still throw (what it throws passes through).
+    bool put(const void* data, size_t len, std::chrono::nanoseconds timeout, const Interrupt& intr, ErrorInfo& err) {
         err.clear();
         if (!check_len(len, &err)) return false;
         uint64_t pos = 0;
         Reserved r = reserve(len, pos, kNoWait, {}, &err);
         if (r == Reserved::error) return false;
-        if (r != Reserved::ok && !reserve_slow(len, timeout, Interrupt{}, pos, &err)) return false;
+        if (r != Reserved::ok && !reserve_slow(len, timeout, intr, pos, &err)) return false;
         commit_put(pos, data, len);
         return true;
     }

@@ -40,6 +40,11 @@ namespace os {
 inline bool os_error(ErrorInfo& out, const std::string& call, const std::string& object, int err = errno) {
     return out.set(std::error_code(err, std::generic_category()), call + "('" + object + "')");
 }
+// With out: os_error; without: throw_os.
+inline bool os_error(ErrorInfo* out, const std::string& call, const std::string& object, int err = errno) {
+    if (!out) throw_os(call, object, err);
+    return os_error(*out, call, object, err);
+}
 
 inline uint64_t monotonic_ns() noexcept {
     timespec ts;

@@ -45,6 +45,11 @@ inline bool os_error(ErrorInfo& out, const std::string& call, const std::string&
     os_error(e, call, object, err);
     fail(e);
 }
+// With out: os_error; without: throw_os.
+inline bool os_error(ErrorInfo* out, const std::string& call, const std::string& object, DWORD err = GetLastError()) {
+    if (!out) throw_os(call, object, err);
+    return os_error(*out, call, object, err);
+}
 
 inline uint64_t monotonic_ns() noexcept {
     static const uint64_t freq = [] { LARGE_INTEGER f; QueryPerformanceFrequency(&f); return uint64_t(f.QuadPart); }();
