@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -371,7 +372,25 @@ static void test_handler_setting() {
     CHECK(ss::set_error_handler(nullptr) == old);  // nullptr restored the default
 }
 
-int main() {
+// "--handler": a failing *throwing* call with exceptions off calls the game's handler
+// (which must not return: this one exits 0 after saying so). "--default-handler": the
+// default one prints the message and aborts. ctest checks both outputs.
+static int handler_demo(bool custom) {
+    if (custom) {
+        ss::set_error_handler([](const std::error_code& code, const std::string& message) {
+            std::printf("handler called: %s [%s]\n", message.c_str(), code.message().c_str());
+            std::fflush(stdout);
+            std::_Exit(0);
+        });
+    }
+    auto st = ss::SharedState<Pad>::open("ss-noexc-handler-missing");  // the throwing form
+    std::printf("not reached: %d\n", int(st.closed()));
+    return 1;
+}
+
+int main(int argc, char** argv) {
+    if (argc > 1 && std::strcmp(argv[1], "--handler") == 0) return handler_demo(true);
+    if (argc > 1 && std::strcmp(argv[1], "--default-handler") == 0) return handler_demo(false);
     struct Case { const char* name; void (*fn)(); };
     const Case cases[] = {
         {"state", test_state},

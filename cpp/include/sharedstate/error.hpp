@@ -8,6 +8,7 @@
 // calls the error handler (set_error_handler), which by default prints the message to
 // stderr and calls std::abort(). A handler that returns is followed by std::abort().
 #pragma once
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -138,18 +139,18 @@ inline void default_error_handler(const std::error_code& code, const std::string
     std::fflush(stderr);
     std::abort();
 }
-inline ErrorHandler& error_handler_slot() noexcept {
-    static ErrorHandler h = &default_error_handler;
+inline std::atomic<ErrorHandler>& error_handler_slot() noexcept {
+    static std::atomic<ErrorHandler> h{&default_error_handler};
     return h;
 }
 }  // namespace detail
 
 // Sets the handler of the no-exceptions mode (nullptr restores the default); returns the
-// previous one. With exceptions enabled it is never called: calls throw Error.
+// previous one. The handler must not return (a game logs, flushes and exits or aborts); it
+// runs on the thread whose call failed. With exceptions enabled it is never called: calls
+// throw Error.
 inline ErrorHandler set_error_handler(ErrorHandler h) noexcept {
-    ErrorHandler old = detail::error_handler_slot();
-    detail::error_handler_slot() = h ? h : &detail::default_error_handler;
-    return old;
+    return detail::error_handler_slot().exchange(h ? h : &detail::default_error_handler);
 }
 
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
@@ -184,7 +185,7 @@ std::exception_ptr capture(F&& f) {
 inline constexpr bool kExceptions = false;
 
 [[noreturn]] inline void fail(const std::error_code& code, const std::string& what) {
-    detail::error_handler_slot()(code, what);
+    detail::error_handler_slot().load()(code, what);
     std::abort();
 }
 
