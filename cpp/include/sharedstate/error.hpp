@@ -92,7 +92,15 @@ public:
 //     T f(args) { ErrorInfo err; T r = f(args, err); if (err) fail(err); return r; }
 //
 // so both forms report the same code and the same text. Keep Interrupt (which may throw,
-// e.g. KeyboardInterrupt from Python) on the throwing forms only.
+// e.g. KeyboardInterrupt from Python) on the throwing forms only. Where one internal path
+// serves both forms and takes an Interrupt (Queue, the pipe backends), it takes
+// `ErrorInfo* err` instead: nullptr means "throw" (detail::report / os::os_error with a
+// pointer do that), non-null means "record and return false". The building blocks with
+// error-code forms: os::SegmentFile::create/open/size/map, os::WakeChannel::open,
+// Layout::validate, format::validate_state, qformat::validate, detail::split_name.
+// Conventions: bool calls return false with err set; try_* calls return false with err
+// clear when there is simply nothing to do now; a write whose lock_timeout is 0 and finds
+// the lock held is errc::would_block (the throwing form returns false there).
 class ErrorInfo {
 public:
     std::error_code code;  // empty on success
