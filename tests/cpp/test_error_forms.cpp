@@ -81,6 +81,7 @@ TEST_CASE("queue_semaphore_pipe") {
     auto q2 = ss::Queue::open(name + "-none", err);
     same_error([&] { ss::Queue::open(name + "-none"); }, err, "queue not found");
 
+    name = check::unique("ef");  // Windows: one namespace for sections and semaphores
     auto s = ss::Semaphore::create(name, 0);
     auto s2 = ss::Semaphore::create(name, 0, err);
     CHECK(err.exists());
@@ -88,6 +89,7 @@ TEST_CASE("queue_semaphore_pipe") {
     auto s3 = ss::Semaphore::open(name + "-none", err);
     same_error([&] { ss::Semaphore::open(name + "-none"); }, err, "semaphore not found");
 
+    name = check::unique("ef");
     auto p = ss::Pipe::connect(name + "-none", ss::Pipe::forever, err);
     CHECK(err.not_found());
     same_error([&] { ss::Pipe::connect(name + "-none"); }, err, "pipe not found");
