@@ -118,4 +118,12 @@ def sem_holder(name: str) -> None:
 
 
 if __name__ == "__main__":
-    globals()[sys.argv[1]](*sys.argv[2:])
+    # `--go ROLE ...`: start up (interpreter, imports), say "started", then wait for a line on
+    # stdin before acting. The tests start a round's peers ahead this way, all at once: under
+    # Wine a python takes seconds to start, and the kill must land in the role, not in start-up.
+    args = sys.argv[1:]
+    if args[0] == "--go":
+        args = args[1:]
+        say("started")
+        sys.stdin.readline()
+    globals()[args[0]](*args[1:])

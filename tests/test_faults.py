@@ -50,8 +50,10 @@ class Child:
     """A peer process (tests/_fault_children.py ROLE ARGS) with its stdout lines read by a
     thread, so that every wait has a timeout; .last holds the latest line."""
 
-    def __init__(self, role: str, *args) -> None:
-        self.p = subprocess.Popen([sys.executable, CHILD, role, *map(str, args)], stdin=subprocess.PIPE,
+    def __init__(self, role: str, *args, go: bool = False) -> None:
+        """go=True: the child starts up, then waits for go() before it plays its role."""
+        self.p = subprocess.Popen([sys.executable, CHILD, *(["--go"] if go else []), role, *map(str, args)],
+                                  stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.pid = self.p.pid
         self.lines: "queue.Queue[str | None]" = queue.Queue()
@@ -80,6 +82,12 @@ class Child:
             if line.startswith(prefix):
                 return line
 
+    def go(self) -> "Child":
+        self.expect("started")
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        return self
+
     def kill(self) -> None:
         pc.kill(self.p)
 
@@ -102,6 +110,20 @@ class Child:
 
 
 _children: list = []
+
+
+def _started_ahead(make, n: int, depth: int = 3):
+    """Yields n children made by make(i) (with go=True), each told to go on its turn, while
+    the next `depth` ones start up behind it: under Wine a python takes seconds to start, and
+    a kill should land in the role, not in start-up. (Not all at once: Wine 8.0's CreateProcess
+    fails with ERROR_INTERNAL_ERROR when too many start at the same moment.)"""
+    pending: list = []
+    made = 0
+    for _ in range(n):
+        while len(pending) < depth and made < n:
+            pending.append(make(made))
+            made += 1
+        yield pending.pop(0).go()
 
 
 @pytest.fixture(autouse=True)
@@ -141,10 +163,11 @@ def test_soak_writers_killed_and_stopped_at_random_points(unique_name):
         return int(reader.last.split()[1]) if reader.last.startswith("reads") else 0
 
     try:
+        writers = _started_ahead(lambda rnd: Child("writer", unique_name, (rnd + 1) << 32, go=True), ROUNDS)
         reader.expect("reads")
         for rnd in range(ROUNDS):
             v0 = st.version
-            w = Child("writer", unique_name, (rnd + 1) << 32)
+            w = next(writers)
             deadline = time.monotonic() + TIMEOUT
             while st.version < v0 + 3 and time.monotonic() < deadline and w.alive():
                 time.sleep(0.001)
@@ -233,9 +256,11 @@ def test_creators_killed_over_many_rounds_are_reclaimed(unique_name):
     manager drops the section with the dead creator's last handle; on Linux the file stays in
     /dev/shm until the library reclaims it.)"""
     reclaimed_open = replaced = 0
-    for rnd in range(max(ROUNDS // 3, 4)):
+    rounds = max(ROUNDS // 3, 4)
+    creators = _started_ahead(lambda rnd: Child("creator", f"{unique_name}-{rnd}", go=True), rounds)
+    for rnd in range(rounds):
         name = f"{unique_name}-{rnd}"
-        c = Child("creator", name)
+        c = next(creators)
         c.expect("ready")
         assert raw.exists(name)
         c.kill()
@@ -542,8 +567,9 @@ def test_soak_queue_producers_killed_and_stopped(unique_name):
     got = kills = stops = 0
     last: dict = {}
     try:
+        producers = _started_ahead(lambda i: Child("producer", unique_name, go=True), 2 * rounds, depth=4)
         for rnd in range(rounds):
-            procs = [Child("producer", unique_name) for _ in range(2)]
+            procs = [next(producers), next(producers)]
             for p in procs:
                 p.expect("ready")
             t_end = time.monotonic() + rng.uniform(0.02, 0.1)
@@ -605,9 +631,11 @@ def test_pipe_clients_killed_mid_message(unique_name):
     rounds = max(ROUNDS // 3, 3 if WINE else 6)
     whole = ends = 0
     try:
+        sizes = [rng.choice([1000, 100_000, 3_000_000]) for _ in range(rounds)]
+        clients = _started_ahead(lambda rnd: Child("pipe_client", unique_name, sizes[rnd], go=True), rounds)
         for rnd in range(rounds):
-            size = rng.choice([1000, 100_000, 3_000_000])
-            c = Child("pipe_client", unique_name, size)
+            size = sizes[rnd]
+            c = next(clients)
             conn = srv.accept(timeout=TIMEOUT)
             assert conn.recv(timeout=TIMEOUT) == b"hello"
             time.sleep(rng.uniform(0.0, 0.03))
