@@ -72,10 +72,11 @@ class SharedState(_core.StateCore):
         return self._adopt(name, layout if not exist_ok else None)
 
     @classmethod
-    def _create_mirror(cls, name: str, layout: Layout, source_key: str) -> "SharedState":
+    def _create_mirror(cls, name: str, layout: Any, source_key: str) -> "SharedState":
         """The bridge's local mirror of ``source_key`` (created, or reused if it already mirrors
         that key with this layout). The key and the source's liveness live in the segment's
         header (FORMAT.md, "Mirrors"), so every process that opens it sees ``info()["source"]``."""
+        layout = Layout.coerce(layout)
         self = cls.__new__(cls)
         try:
             _core._state_create(self, name, layout._spec(), layout.size, layout.align, False, False, source_key)
