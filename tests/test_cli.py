@@ -336,22 +336,23 @@ def _mem_available() -> int:
 
 
 def _healthy_everywhere(name: str, *, fields: int, check_value) -> None:
+    # Generous timeouts: these only stop a hung child; a 1 GiB copy on a loaded machine is slow.
     if LINUX:
-        r = cli("ls", "--json")
+        r = cli("ls", "--json", timeout=600)
         assert r.returncode == 0, r.stderr
         (d,) = [o for o in json.loads(r.stdout) if o["name"] == name]
         assert d["kind"] == "state" and d["problem"] is None and len(d["layout"]) == fields, d.get("problem")
-        r = cli("ls")
+        r = cli("ls", timeout=600)
         line = next(l for l in r.stdout.splitlines() if f" {name} " in l)
         assert "! " not in line, line[:300]
-    r = cli("inspect", name)
+    r = cli("inspect", name, timeout=600)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    r = cli("inspect", "--json", name)
+    r = cli("inspect", "--json", name, timeout=600)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["problem"] is None and len(d["layout"]) == fields
     check_value(d["value"])
-    r = cli("watch", "--plain", "--count", "1", name, timeout=120)
+    r = cli("watch", "--plain", "--count", "1", name, timeout=600)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("version=")
 

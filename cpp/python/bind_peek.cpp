@@ -53,6 +53,7 @@ py::dict to_dict(si::Description& d) {
     }
     for (const auto& f : d.facts) {
         if (f.type == si::Fact::owner) r[py::str(f.key)] = owner_obj(f.who);
+        else if (f.type == si::Fact::text) r[py::str(f.key)] = py::str(f.str);
         else r[py::str(f.key)] = f.value;
     }
     if (d.has_layout) {

@@ -114,10 +114,8 @@ def _present(d: Dict[str, Any], *, value: bool) -> Dict[str, Any]:
     if "created_unix_ns" in d:
         d["created"] = _iso(d.pop("created_unix_ns"))
     payload = d.pop("payload", None)
-    if value and payload is not None:
-        d["payload"] = payload
-        d["value"] = decode_value(d)
-        del d["payload"]
+    if value and payload is not None and "layout" in d:
+        d["value"] = decode_value(dict(d, payload=payload))
     return d
 
 
@@ -257,7 +255,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for d in objs:
         if d.get("problem"):
             layout = "! " + d["problem"]
-        elif d["kind"] == "state":
+        elif "layout" in d:  # a state (or any kind whose payload is self-described)
             layout = layout_text(d["layout"]) + (" (persistent)" if d.get("persistent") else "")
         elif d["kind"] in ("queue", "mailslot") and "capacity" in d:
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
@@ -318,21 +316,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  first bytes     {d.get('first_bytes', '')}", file=out)
         print("  (attach with SharedState.attach_raw(name, layout))", file=out)
         return 0
-    for key, label in (("format_version", "format"), ("persistent", "persistent"), ("creator_pid", "creator pid"),
-                       ("created", "created"), ("header_size", "header size"), ("payload_size", "payload size"),
-                       ("payload_align", "payload align"), ("slot_stride", "slot stride"),
-                       ("segment_size", "segment size"), ("version", "version"), ("capacity", "capacity"),
-                       ("max_message", "max message"), ("pending", "pending"), ("used_bytes", "used bytes"),
-                       ("puts", "puts"), ("gets", "gets"), ("skipped", "skipped"), ("recoveries", "recoveries"),
-                       ("waiters", "waiters")):
+    for key, label in _LABELS:
         if key in d and d[key] is not None:
             print(f"  {label:<15} {d[key]}", file=out)
+    # Facts of a kind this table does not list (a new kind's sizes, counters, owners): as they come.
+    for key, v in d.items():
+        if key in _SHOWN or v is None:
+            continue
+        if isinstance(v, dict) and "pid" in v:
+            print(f"  {key.replace('_', ' '):<15} {_owner_text(v, 'none')}", file=out)
+        elif isinstance(v, (bool, int, float, str)):
+            print(f"  {key.replace('_', ' '):<15} {v}", file=out)
     if d["kind"] in ("queue", "mailslot") and "capacity" in d:
         print(f"  consumer        {_owner_text(d.get('consumer'), 'none')}", file=out)
-    if d["kind"] == "state" and "layout" in d:
+    if "writer_lock" in d or "last_writer" in d:
         wl, lw = d.get("writer_lock"), d.get("last_writer")
         print(f"  writer lock     {_owner_text(wl, 'free')}", file=out)
         print(f"  last writer     {_owner_text(lw, 'none yet')}", file=out)
+    if "layout" in d:
         print("  layout", file=out)
         value = d.get("value") or {}
         for f in d["layout"]:
@@ -343,6 +344,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _err(f"{d['name']!r}: {d['problem']}")
         return 1
     return 0
+
+
+_LABELS = (("format_version", "format"), ("persistent", "persistent"), ("creator_pid", "creator pid"),
+           ("created", "created"), ("header_size", "header size"), ("payload_size", "payload size"),
+           ("payload_align", "payload align"), ("slot_stride", "slot stride"),
+           ("segment_size", "segment size"), ("version", "version"), ("capacity", "capacity"),
+           ("max_message", "max message"), ("pending", "pending"), ("used_bytes", "used bytes"),
+           ("puts", "puts"), ("gets", "gets"), ("skipped", "skipped"), ("recoveries", "recoveries"),
+           ("waiters", "waiters"))
+_SHOWN = {k for k, _ in _LABELS} | {"name", "kind", "size", "mode", "problem", "holders_alive", "holder_pids",
+                                    "layout", "value", "first_bytes", "path", "writer_lock", "last_writer",
+                                    "consumer"}
 
 
 def _owner_text(o: Optional[Dict[str, Any]], none: str) -> str:

@@ -297,7 +297,7 @@ class Peek:
         entry or "other"), size, mode, problem (None, or why validation failed: then
         nothing else is reported), holders_known, holders_alive, holder_pids. "other":
         first_bytes. A valid header adds format_version, persistent, creator_pid,
-        created_unix_ns and the kind's facts (ints, or owners as None | {"pid", "alive"}):
+        created_unix_ns and the kind's facts (ints, str, or owners as None | {"pid", "alive"}):
         states header_size, payload_size, payload_align, slot_stride, segment_size,
         writer_lock, last_writer, recoveries, waiters, version, layout (list of {name,
         kind, itemsize, offset, count}) and, with payload=True, payload (a consistent copy,

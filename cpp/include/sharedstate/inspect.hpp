@@ -44,13 +44,15 @@ struct Owner {
     bool alive = false;
 };
 
-// One kind-specific fact, in the order a tool should show it: a number, or an owner.
+// One kind-specific fact, in the order a tool should show it: a number, an owner, or text
+// (e.g. a shape or an element type a tool shows as is).
 struct Fact {
-    enum Type { number, owner };
+    enum Type { number, owner, text };
     std::string key;
     Type type = number;
     uint64_t value = 0;  // number
     Owner who;           // owner (who.pid == 0: none)
+    std::string str;     // text
 };
 
 struct PeekOptions {
@@ -110,6 +112,13 @@ inline void add_owner(Description& d, const char* key, uint64_t word) {
         f.who.pid = sharedstate::detail::os::owner_pid(word);
         f.who.alive = sharedstate::detail::os::owner_alive(word);
     }
+    d.facts.push_back(std::move(f));
+}
+inline void add_text(Description& d, const char* key, std::string text) {
+    Fact f;
+    f.key = key;
+    f.type = Fact::text;
+    f.str = std::move(text);
     d.facts.push_back(std::move(f));
 }
 inline void set_preamble(Description& d, uint16_t version, uint32_t flags, uint32_t creator, uint64_t created) {
