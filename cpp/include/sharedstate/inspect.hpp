@@ -283,10 +283,10 @@ private:
         std::string tail = ": " + category_message;
         if (what.size() > tail.size() && what.compare(what.size() - tail.size(), tail.size(), tail) == 0)
             what.resize(what.size() - tail.size());
-        for (const char* prefix : {"segment '", "queue '"}) {
-            std::string p = std::string(prefix) + name_ + "': ";
-            if (what.compare(0, p.size(), p) == 0) return what.substr(p.size());
-        }
+        // The object word is the kind's own ("segment", "queue", "frames", ...).
+        std::string named = " '" + name_ + "': ";
+        size_t at = what.find(named);
+        if (at != std::string::npos && at > 0 && what.find(' ') == at) return what.substr(at + named.size());
         return what;
     }
 
