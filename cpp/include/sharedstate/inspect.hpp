@@ -130,9 +130,10 @@ inline void set_preamble(Description& d, uint16_t version, uint32_t flags, uint3
 }
 
 // ---- state segments (format.hpp): the validation and the latch read of SharedBlock::open/read.
-inline void describe_state(const unsigned char* base, uint64_t mapped, const std::string& name,
-                           const PeekOptions& opt, Description& d) {
-    format::StateInfo info = format::validate_state(base, mapped, name);
+inline bool describe_state(const unsigned char* base, uint64_t mapped, const std::string& name,
+                           const PeekOptions& opt, Description& d, ErrorInfo& err) {
+    format::StateInfo info;
+    if (!format::validate_state(base, mapped, name, info, err)) return false;
     // The mapping is read-only: the latch only loads (a store would fault, none is made).
     auto* h = const_cast<format::StateHeader*>(reinterpret_cast<const format::StateHeader*>(base));
     set_preamble(d, format::kVersion, info.flags, info.creator_pid, info.created_unix_ns);
@@ -152,23 +153,22 @@ inline void describe_state(const unsigned char* base, uint64_t mapped, const std
                                          info.layout.size);
         d.payload.resize(info.layout.size);
         uint64_t seq = 0;
-        if (!latch.read(d.payload.data(), 0, d.payload.size(), &seq, opt.max_tries)) {
-            d.payload.clear();
-            d.payload.shrink_to_fit();
-            fail(errc::corrupt_segment, "segment '" + name + "': no consistent read in " +
-                                            std::to_string(opt.max_tries) + " tries (a writer storming it?)");
-        }
+        if (!latch.read(d.payload.data(), 0, d.payload.size(), &seq, opt.max_tries))
+            return err.set(errc::corrupt_segment, "segment '" + name + "': no consistent read in " +
+                                                      std::to_string(opt.max_tries) + " tries (a writer storming it?)");
         d.version = seq >> 1;
         d.has_payload = true;
     }
     d.layout = std::move(info.layout);
     d.has_layout = true;
+    return true;
 }
 
 // ---- queue segments (queue.hpp): the validation of Queue::open, the counters Queue reports.
-inline void describe_queue(const unsigned char* base, uint64_t mapped, const std::string& name,
-                           const PeekOptions&, Description& d) {
-    qformat::Info info = qformat::validate(base, mapped, name);
+inline bool describe_queue(const unsigned char* base, uint64_t mapped, const std::string& name,
+                           const PeekOptions&, Description& d, ErrorInfo& err) {
+    qformat::Info info;
+    if (!qformat::validate(base, mapped, name, info, err)) return false;
     const auto* h = reinterpret_cast<const qformat::Header*>(base);
     set_preamble(d, qformat::kVersion, info.flags, info.creator_pid, info.created_unix_ns);
     uint64_t gets = h->gets.load(std::memory_order_acquire), puts = h->puts.load(std::memory_order_acquire);
@@ -186,18 +186,20 @@ inline void describe_queue(const unsigned char* base, uint64_t mapped, const std
     add(d, "waiters", uint64_t(h->data_waiters.load(std::memory_order_relaxed)) +
                           h->space_waiters.load(std::memory_order_relaxed));
     add_owner(d, "consumer", h->consumer.load(std::memory_order_acquire));
+    return true;
 }
 
 }  // namespace detail
 
 // A kind of sharedstate segment: its magic (the first 8 bytes, a little-endian u64), its
-// name, and the function that validates it and fills a Description (throwing the same
-// errc::corrupt_segment open() would throw; the Peek reports it as `problem`).
+// name, and the function that validates it and fills a Description. On a bad header it
+// returns false with `err` set as open()'s error-code form sets it (error.hpp's
+// convention); the Peek reports the message as `problem`.
 struct KindEntry {
     uint64_t magic;
     const char* kind;
-    void (*describe)(const unsigned char* base, uint64_t mapped, const std::string& name, const PeekOptions& opt,
-                     Description& d);
+    bool (*describe)(const unsigned char* base, uint64_t mapped, const std::string& name, const PeekOptions& opt,
+                     Description& d, ErrorInfo& err);
 };
 
 // Every kind a Peek recognises. A new kind is one more line here.
@@ -219,16 +221,28 @@ class Peek {
 public:
     Peek() = default;
 
-    // Opens NAME read-only without becoming a holder. FileNotFoundError-style OS errors
-    // (ENOENT, EACCES) and errc::bad_name as the library's open() gives them.
-    static Peek open(const std::string& name) {
+    // Opens NAME read-only without becoming a holder. OS errors (ENOENT, EACCES) and
+    // errc::bad_name as the library's open() gives them; the ErrorInfo form returns false.
+    static bool open(const std::string& name, Peek& out, ErrorInfo& err) {
         Peek p;
         p.name_ = name;
         bool others = true;
-        p.file_ = sharedstate::detail::os::SegmentFile::open(name, false, false, others);
-        p.size_ = p.file_.size();
+        p.file_ = sharedstate::detail::os::SegmentFile::open(name, false, false, others, err);
+        if (err) return false;
+        p.size_ = p.file_.size(err);
+        if (err) return false;
         p.mode_ = p.file_.mode();
-        if (p.size_ > 0) p.map_ = p.file_.map(p.size_, false);
+        if (p.size_ > 0) {
+            p.map_ = p.file_.map(p.size_, false, err);
+            if (err) return false;
+        }
+        out = std::move(p);
+        return true;
+    }
+    static Peek open(const std::string& name) {
+        Peek p;
+        ErrorInfo err;
+        if (!open(name, p, err)) fail(err);
         return p;
     }
 
@@ -239,8 +253,7 @@ public:
     // replaced; always true on Windows, where a held object cannot go away).
     bool still_named() const { return file_.still_named(); }
 
-    // Describes the object. Never throws for what the bytes say (that is `problem`); only
-    // for an OS failure reading holders.
+    // Describes the object. Never fails for what the bytes say: that is `problem`.
     Description describe(const PeekOptions& opt = {}) const {
         Description d;
         d.name = name_;
@@ -258,9 +271,8 @@ public:
             return d;
         }
         d.kind = k->kind;
-        try {
-            k->describe(base, size_, name_, opt, d);
-        } catch (const Error& e) {
+        ErrorInfo err;
+        if (!k->describe(base, size_, name_, opt, d, err)) {
             Description bad;
             bad.name = d.name;
             bad.kind = d.kind;
@@ -269,7 +281,7 @@ public:
             bad.holders_known = d.holders_known;
             bad.holders_alive = d.holders_alive;
             bad.holder_pids = std::move(d.holder_pids);
-            bad.problem = reason(e.what(), e.code().message());
+            bad.problem = reason(err.message);
             if (bad.problem.empty()) bad.problem = "invalid header";
             return bad;
         }
@@ -277,13 +289,9 @@ public:
     }
 
 private:
-    // "segment 'NAME': why: corrupt segment" -> "why": the Description names the object
-    // and says it failed validation already.
-    std::string reason(std::string what, const std::string& category_message) const {
-        std::string tail = ": " + category_message;
-        if (what.size() > tail.size() && what.compare(what.size() - tail.size(), tail.size(), tail) == 0)
-            what.resize(what.size() - tail.size());
-        // The object word is the kind's own ("segment", "queue", "frames", ...).
+    // "segment 'NAME': why" -> "why": the Description names the object already. The object
+    // word is the kind's own ("segment", "queue", "frames", ...).
+    std::string reason(const std::string& what) const {
         std::string named = " '" + name_ + "': ";
         size_t at = what.find(named);
         if (at != std::string::npos && at > 0 && what.find(' ') == at) return what.substr(at + named.size());
@@ -300,6 +308,12 @@ private:
 // One look: open, describe, close.
 inline Description peek(const std::string& name, const PeekOptions& opt = {}) {
     return Peek::open(name).describe(opt);
+}
+inline bool peek(const std::string& name, Description& out, ErrorInfo& err, const PeekOptions& opt = {}) {
+    Peek p;
+    if (!Peek::open(name, p, err)) return false;
+    out = p.describe(opt);
+    return true;
 }
 
 }  // namespace inspect
