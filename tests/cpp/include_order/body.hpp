@@ -3,8 +3,10 @@
 // our headers left the translation unit as they found it, and runs a little of the API so the
 // code compiled under the macros is also proven to work.
 #pragma once
-// What the translation unit had before our headers (the toolchain may define some of these
-// itself: mingw-w64's libstdc++ defines NOMINMAX in bits/os_defines.h).
+// What the translation unit had before our headers. The toolchain may define some of these
+// itself (mingw-w64's libstdc++ defines NOMINMAX in bits/os_defines.h, which every standard
+// header includes): one standard header first, so that is counted as the toolchain's.
+#include <cstddef>
 #ifdef NOMINMAX
 #define SHAREDSTATE_IO_HAD_NOMINMAX 1
 #endif
