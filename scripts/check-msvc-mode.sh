@@ -14,7 +14,7 @@
 #
 # What it is: Debian's clang 19 as clang-cl (--driver-mode=cl, targets x86_64/aarch64/i686-pc-windows-msvc:
 # _MSC_VER 1940, _WIN32, LLP64, 16-bit wchar_t), /permissive- /W4 /WX, LLVM libc++ 19 in its Microsoft
-# (vcruntime) configuration, mingw-w64's Windows SDK and UCRT headers with four of them patched to act
+# (vcruntime) configuration, mingw-w64's Windows SDK and UCRT headers with five of them patched to act
 # as the real SDK does under _MSC_VER (scripts/msvc-mode/overlay.py: the SDK's min/max and small macros
 # in C++ too, attribute spellings clang-cl accepts), and a few vcruntime plumbing shims written for this
 # (scripts/msvc-mode/shim: std::exception/type_info/operator new declarations, UCRT functions
