@@ -33,7 +33,7 @@
 # and once (x64 C++17): every public header after <windows.h> (UNICODE); no macro leaks (the macros
 # after the umbrella header minus those of the same system headers alone: only SHAREDSTATE_*);
 # the exceptions-off pass (/EHs-c- /D_HAS_EXCEPTIONS=0) over the umbrella header and the
-# no-exceptions example, when the headers have the no-exceptions mode.
+# no-exceptions example and test (*noexc*.cpp), when the headers have the no-exceptions mode.
 # Not proven here: cl.exe itself, Microsoft's STL, linking or running (see README, C++ section).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -201,7 +201,11 @@ fi
 
 : > "$JOBLIST"
 HEADERS=$(cd "$SRC/cpp/include/sharedstate" && find . -name '*.hpp' | sed 's|^\./||' | grep -v '^detail/posix' | sort)
-SOURCES=$(cd "$SRC" && ls tests/cpp/*.cpp cpp/tools/*.cpp examples/*.cpp tests/cpp_consumer/*.cpp bench/cpp/*.cpp 2>/dev/null || true)
+ALL_SOURCES=$(cd "$SRC" && ls tests/cpp/*.cpp cpp/tools/*.cpp examples/*.cpp tests/cpp_consumer/*.cpp bench/cpp/*.cpp 2>/dev/null || true)
+# Sources meant for exceptions off (examples/game_writer_noexcept.cpp, tests/cpp/test_noexcept.cpp:
+# they #error with exceptions on) go to the exceptions-off pass only.
+SOURCES=$(echo "$ALL_SOURCES" | grep -v 'noexc' || true)
+NOEXC_SOURCES=$(echo "$ALL_SOURCES" | grep 'noexc' || true)
 for h in $HEADERS; do
   id=$(echo "$h" | tr / _); printf '#include <sharedstate/%s>\n' "$h" > "$B/tu/hdr_$id.cpp"
   case $h in detail/*) ;; *) printf '#define UNICODE\n#define _UNICODE\n#include <windows.h>\n#include <sharedstate/%s>\n' "$h" > "$B/tu/winfirst_$id.cpp" ;; esac
@@ -233,9 +237,8 @@ if grep -qs '__cpp_exceptions' "$SRC/cpp/include/sharedstate/error.hpp"; then
   printf '#include <sharedstate/sharedstate.hpp>\n#if defined(__cpp_exceptions) || defined(_CPPUNWIND)\n#error "exceptions are still on"\n#endif\n' > "$B/tu/noexc_umbrella.cpp"
   add "noexc/umbrella" "$cfg" "$B/tu/noexc_umbrella.cpp" "/EHs-c- /D_HAS_EXCEPTIONS=0"
   add "noexc/win_first" "$cfg" "$B/tu/io_win_first.cpp" "/EHs-c- /D_HAS_EXCEPTIONS=0"
-  noexc_examples=$(cd "$SRC" && ls examples/*no*exc*.cpp 2>/dev/null || true)
-  [ -n "$noexc_examples" ] || NOEXC="run (no examples/*no*exc*.cpp found)"
-  for f in $noexc_examples; do add "noexc/src_$(echo "$f" | tr / _)" "$cfg" "$f" "/EHs-c- /D_HAS_EXCEPTIONS=0"; done
+  [ -n "$NOEXC_SOURCES" ] || NOEXC="run (no *noexc*.cpp example or test found)"
+  for f in $NOEXC_SOURCES; do add "noexc/src_$(echo "$f" | tr / _)" "$cfg" "$f" "/EHs-c- /D_HAS_EXCEPTIONS=0"; done
 fi
 n=$(wc -l < "$JOBLIST")
 log "$n translation units (headers alone, include orders, sources, Python extension) over: $CONFIGS; -j$JOBS"
