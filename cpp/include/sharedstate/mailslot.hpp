@@ -42,7 +42,7 @@ using MailslotWriter = detail::Win32MailslotWriter;
 namespace detail {
 inline std::string mailslot_segment(const std::string& name) {
     split_name(name, "mailslot");  // validates: ValueError before any OS call
-    return name + ".mailslot";
+    return name + kMailslotSegmentSuffix;
 }
 }  // namespace detail
 

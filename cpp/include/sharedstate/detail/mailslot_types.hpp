@@ -12,5 +12,7 @@ struct MailslotInfo {
 
 inline constexpr uint32_t kMailslotDefaultMaxMessage = 64 * 1024;
 inline constexpr uint64_t kMailslotDefaultCapacity = uint64_t(1) << 20;
+// Linux: the Queue segment behind the mailslot NAME is NAME + this (docs/FORMAT.md).
+inline constexpr char kMailslotSegmentSuffix[] = ".mailslot";
 
 }  // namespace sharedstate
