@@ -51,10 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             cm = fr.latest()
             with cm as img:  # read-only, pinned: the game never writes it while we hold it
                 lat_us.append((ss._core.monotonic_ns() - cm.commit_ns) / 1000)
-                alpha = img[::61, ::67, 3]
-                whole += bool((alpha == (cm.version - 1) % 256).all())  # every pixel from the same frame
+                whole += bool((img[::61, ::67, 3] == (cm.version - 1) % 256).all())  # all from one frame
                 brightness = float(img[::8, ::8, :3].mean())
-            del img
+            del img  # the array is the pin: keep no view of it past the block (copy what you keep)
             frames += 1
             now = time.monotonic()
             if now - last_print >= 1.0:

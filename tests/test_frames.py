@@ -173,6 +173,18 @@ def test_kept_view_stays_pinned_and_never_changes(unique_name):
         del a
 
 
+def test_kept_view_keeps_the_mapping_not_the_segment(unique_name):
+    fr = ss.Frames.create(unique_name, 256, np.uint8)
+    fr.publish(np.full(256, 9, np.uint8))
+    with fr.latest() as kept:
+        pass
+    fr.close()  # the last holder: the name goes, though an array still pins a frame
+    with pytest.raises(FileNotFoundError):
+        ss.Frames.open(unique_name)
+    assert (kept == 9).all()  # still mapped, still its frame
+    del kept  # unpins into the still-mapped memory
+
+
 def test_readers_plus_one_pins_is_an_error(unique_name):
     R = 3
     with ss.Frames.create(unique_name, 64, np.uint8, readers=R) as fr:
@@ -480,3 +492,28 @@ def test_corrupt_frames_segments_never_crash(unique_name):
         w.wait(timeout=30)
     print(f"\nframes fuzz: {FUZZ_EXAMPLES} segments, outcomes {outcomes}")
     assert outcomes.get("ok", 0) > 0 and outcomes.get("CorruptSegmentError", 0) > 0
+
+
+# ------------------------------------------------------------------------- the CLI knows the kind
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sharedstate", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not LINUX, reason="ls/inspect/cleanup read /dev/shm")
+def test_cli_ls_inspect_cleanup_know_frames(unique_name):
+    with ss.Frames.create(unique_name, (4, 5, 3), np.uint8, readers=2) as fr:
+        fr.publish(bytes(fr.nbytes))
+        r = _cli("ls")
+        line = next(ln for ln in r.stdout.splitlines() if unique_name in ln)
+        assert line.startswith("frames") and "(4, 5, 3) u1, 2 readers, 0 pinned" in line, line
+        r = _cli("inspect", unique_name)
+        assert r.returncode == 0, r.stderr
+        assert "shape           [4, 5, 3]" in r.stdout and "version         1" in r.stdout, r.stdout
+    # A stale one (its only holder exited without closing): cleanup removes it.
+    code = (f"import sharedstate as ss, numpy as np, os\n"
+            f"fr = ss.Frames.create({unique_name + '-stale'!r}, 8, np.uint8)\n"
+            f"os._exit(0)\n")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    assert (Path("/dev/shm") / (unique_name + "-stale")).exists()
+    r = _cli("cleanup")
+    assert f"removed {unique_name}-stale" in r.stdout, r.stdout

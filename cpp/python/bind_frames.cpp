@@ -3,7 +3,8 @@
 // logic lives here. Free-threading: a FramesCore owns its C++ Frames through a shared_ptr
 // read under a per-object mutex; every call works on its own copy, so close() from another
 // thread gives the clear "closed" error, never a use-after-free. A FramePin is immutable
-// after construction and unpins when it is destroyed (numpy arrays over it keep it alive);
+// after construction and unpins when it is destroyed (numpy arrays over it keep it alive,
+// and through its View the mapping, never the holder lock);
 // a FrameLoan serializes its few calls with its own mutex. GIL released on every wait.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -70,8 +71,10 @@ struct FrameLoan {
     Frames::Loan loan;
 };
 
+// Holds the pin only (the View keeps its own share of the mapping), not the Frames: an array
+// kept alive after its block must not keep the segment's holder lock, so close() still
+// removes the name when this was the last holder, as SharedState views allow.
 struct FramePin {
-    std::shared_ptr<Frames> f;  // declared first: destroyed after the view
     Frames::View view;
 };
 
@@ -165,7 +168,6 @@ void bind_frames(py::module_& m) {
         .def("latest", [](const PyFrames& self) {
             auto f = self.get();
             auto p = std::make_unique<FramePin>();
-            p->f = f;
             p->view = f->latest();
             return p;
         })

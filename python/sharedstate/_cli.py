@@ -31,6 +31,7 @@ LINUX = sys.platform.startswith("linux")
 # Mirrors cpp/include/sharedstate/format.hpp; little-endian only.
 MAGIC_STATE = b"SHSTATE1"
 MAGIC_QUEUE = b"SHQUEUE1"
+MAGIC_FRAMES = b"SHFRAME1"  # docs/FORMAT.md (Frames segment), cpp/include/sharedstate/frames_format.hpp
 KIND_STATE, KIND_QUEUE = 1, 2
 FLAG_PERSISTENT = 1
 PREAMBLE = struct.Struct("<8sHHIQIIIIIIIIQ")  # 64 bytes: magic .. created_unix_ns
@@ -104,7 +105,8 @@ class Peek:
 
     def kind(self) -> str:
         m = self.magic()
-        return "state" if m == MAGIC_STATE else "queue" if m == MAGIC_QUEUE else "other"
+        return ("state" if m == MAGIC_STATE else "queue" if m == MAGIC_QUEUE else
+                "frames" if m == MAGIC_FRAMES else "other")
 
     # ---- the state header, validated like format::validate_state
     def preamble(self) -> Dict[str, Any]:
@@ -185,6 +187,42 @@ class Peek:
                     pending=max(0, puts - gets), used_bytes=max(0, tail - head), puts=puts, gets=gets,
                     skipped=skipped, recoveries=recoveries,
                     consumer=None if consumer == 0 else {"pid": consumer >> 32, "alive": owner_alive(consumer)})
+
+    # ---- the frames header (cpp/include/sharedstate/frames_format.hpp, docs/FORMAT.md (Frames segment))
+    def frames_facts(self) -> Dict[str, Any]:
+        p = self.preamble()
+        if p["format_version"] != 1 or p["kind_code"] != 3 or p["fields_offset"] != 320:
+            raise Problem("frames header: version, kind or field table offset is wrong")
+        n = p["field_count"]
+        slots, readers, ndim, item_size, pins_off = struct.unpack("<IIIII", self.pread(20, 64))
+        if not (0 < n <= 4096 and 0 < readers <= 1024 and slots == readers + 2 and ndim <= 8):
+            raise Problem("frames geometry out of range")
+        if p["segment_size"] > self.size:
+            raise Problem(f"truncated ({self.size} bytes, needs {p['segment_size']})")
+        imm = bytearray(self.pread(120, 8))
+        imm[40:44] = b"\0\0\0\0"
+        if _fnv1a(self.pread(48 * n, 320), _fnv1a(bytes(imm))) != p["checksum"]:
+            raise Problem("header checksum mismatch")
+        shape = list(struct.unpack("<8I", self.pread(32, 88))[:ndim])
+        fields = []
+        for i in range(n):
+            raw_name, offset, count, kind, itemsize, _r0, _r1 = FIELD.unpack_from(self.pread(48, 320 + 48 * i))
+            fields.append(dict(name=raw_name.rstrip(b"\0").decode("utf-8", "replace"), kind=kind.decode("latin-1"),
+                               itemsize=itemsize, offset=offset, count=count))
+        f0 = fields[0]
+        element = (f"{f0['kind']}{f0['count'] if f0['kind'] in 'SV' else f0['itemsize']}" if p["flags"] & 2
+                   else layout_text(fields))
+        pins = 0
+        if pins_off + 16 * readers <= self.size:
+            for i in range(readers):
+                pins += self.u32(pins_off + 16 * i + 8) < slots
+        lo, lw = self.u64(128), self.u64(136)
+        return dict(header_size=p["header_size"], segment_size=p["segment_size"], shape=shape, element=element,
+                    frame_bytes=p["payload_size"], readers=readers, slots=slots, pins_held=pins,
+                    version=self.u64(192) >> 16, recoveries=self.u64(144), reclaimed=self.u64(152),
+                    waiters=self.u32(256), persistent=bool(p["flags"] & FLAG_PERSISTENT),
+                    writer_lock=None if lo == 0 else {"pid": lo >> 32, "alive": owner_alive(lo)},
+                    last_writer=None if lw == 0 else {"pid": lw >> 32, "alive": owner_alive(lw)})
 
     def live(self) -> Dict[str, int]:
         return dict(seq=self.u64(OFF_SEQ), lock_owner=self.u64(OFF_LOCK), last_writer=self.u64(OFF_LAST_WRITER),
@@ -316,6 +354,12 @@ def describe(name: str, *, value: bool = True) -> Dict[str, Any]:
         if kind == "queue":
             try:
                 d.update(p.queue_facts())
+            except Problem as e:
+                d["problem"] = str(e)
+            return d
+        if kind == "frames":
+            try:
+                d.update(p.frames_facts())
             except Problem as e:
                 d["problem"] = str(e)
             return d
@@ -511,6 +555,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         elif d["kind"] in ("queue", "mailslot") and "capacity" in d:
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
                       + (" (persistent)" if d.get("persistent") else ""))
+        elif d["kind"] == "frames" and "shape" in d:
+            layout = (f"frames {tuple(d['shape'])} {d['element']}, {d['readers']} readers, {d['pins_held']} pinned"
+                      + (" (persistent)" if d.get("persistent") else ""))
         elif d["kind"] in ("pipe", "semaphore"):
             layout = "-"
         else:
@@ -573,11 +620,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                        ("segment_size", "segment size"), ("version", "version"), ("capacity", "capacity"),
                        ("max_message", "max message"), ("pending", "pending"), ("used_bytes", "used bytes"),
                        ("puts", "puts"), ("gets", "gets"), ("skipped", "skipped"), ("recoveries", "recoveries"),
-                       ("waiters", "waiters")):
+                       ("waiters", "waiters"), ("shape", "shape"), ("element", "element"),
+                       ("frame_bytes", "frame bytes"), ("readers", "readers"), ("slots", "slots"),
+                       ("pins_held", "pins held"), ("reclaimed", "reclaimed")):
         if key in d and d[key] is not None:
             print(f"  {label:<15} {d[key]}", file=out)
     if d["kind"] in ("queue", "mailslot") and "capacity" in d:
         print(f"  consumer        {_owner_text(d.get('consumer'), 'none')}", file=out)
+    if d["kind"] == "frames" and "shape" in d:
+        print(f"  writer lock     {_owner_text(d.get('writer_lock'), 'free')}", file=out)
+        print(f"  last writer     {_owner_text(d.get('last_writer'), 'none yet')}", file=out)
     if d["kind"] == "state" and "layout" in d:
         wl, lw = d.get("writer_lock"), d.get("last_writer")
         print(f"  writer lock     {_owner_text(wl, 'free')}", file=out)

@@ -142,7 +142,9 @@ class Frames:
         array (or any view of it). So an array kept after the block is NOT invalidated and NOT
         a copy: it stays pinned, frozen on its frame, until you drop it (and counts against
         ``readers`` until then). Never reading another frame's bytes is guaranteed either
-        way. Copy (``np.array(a)``) what you keep. The context manager's ``version`` and
+        way. Copy (``np.array(a)``) what you keep, and in a loop ``del a`` after the block (the
+        name still holds the array until it is rebound). A kept array keeps the mapping, not
+        the segment: close() works as usual. The context manager's ``version`` and
         ``commit_ns`` (``_core.monotonic_ns()`` of the writer's commit) describe the frame."""
         return _Latest(self)
 
