@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             cm = fr.latest()
             with cm as img:  # read-only, pinned: the game never writes it while we hold it
                 lat_us.append((ss._core.monotonic_ns() - cm.commit_ns) / 1000)
-                whole += bool((img[::61, ::67, 3] == (cm.version - 1) % 256).all())  # all from one frame
+                whole += bool(np.all(img[::61, ::67, 3] == (cm.version - 1) % 256))  # all from one frame
                 brightness = float(img[::8, ::8, :3].mean())
             del img  # the array is the pin: keep no view of it past the block (copy what you keep)
             frames += 1

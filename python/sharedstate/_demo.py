@@ -150,14 +150,14 @@ def run_frames(seconds: float = 3.0, rate: float = 60.0, name: Optional[str] = N
                 cm = fr.latest()
                 with cm as a:
                     now = _core.monotonic_ns()  # the frame is in hand, as a numpy array
-                    lat_us.append((now - (cm.commit_ns or now)) / 1000.0)
+                    lat_us.append((now - cm.commit_ns) / 1000.0)
                     # a sample of pixels: all carry the frame's number in alpha
-                    whole = bool((a[::97, ::89, 3] == (cm.version or 0) % 256).all())
+                    whole = bool((a[::97, ::89, 3] == cm.version % 256).all())
                     bar = int(np.argmax(a[h // 2, :, 2]))
                 del a  # the array is the pin: drop it (views of it too) to release the frame
                 torn += not whole
                 frames += 1
-                cv = cm.version or 0
+                cv = cm.version
                 if last_v is not None and cv > last_v + 1:
                     skipped += cv - last_v - 1
                 last_v = cv

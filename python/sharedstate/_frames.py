@@ -250,14 +250,14 @@ class _Loan:
 
 
 class _Latest:
-    """The context manager of Frames.latest; ``version`` and ``commit_ns`` once entered."""
+    """The context manager of Frames.latest; ``version`` and ``commit_ns`` once entered (0 before)."""
 
     __slots__ = ("_fr", "_p", "version", "commit_ns")
 
     def __init__(self, fr: Frames) -> None:
         self._fr = fr
-        self.version: Optional[int] = None
-        self.commit_ns: Optional[int] = None
+        self.version: int = 0
+        self.commit_ns: int = 0
 
     def __enter__(self) -> np.ndarray:
         p = self._fr._core.latest()
