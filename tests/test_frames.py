@@ -173,6 +173,7 @@ def test_kept_view_stays_pinned_and_never_changes(unique_name):
         del a
 
 
+@pytest.mark.skipif(WINDOWS, reason="a Windows section lives while any view of it is mapped: the kept array keeps it")
 def test_kept_view_keeps_the_mapping_not_the_segment(unique_name):
     fr = ss.Frames.create(unique_name, 256, np.uint8)
     fr.publish(np.full(256, 9, np.uint8))
