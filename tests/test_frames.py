@@ -518,3 +518,38 @@ def test_cli_ls_inspect_cleanup_know_frames(unique_name):
     assert (Path("/dev/shm") / (unique_name + "-stale")).exists()
     r = _cli("cleanup")
     assert f"removed {unique_name}-stale" in r.stdout, r.stdout
+
+
+def test_cpp_writer_full_speed_python_reader_never_torn(unique_name):
+    """The C++ simulator renders frames at full speed (alpha = frame number in every pixel);
+    each frame Python holds is whole at pin time and after use."""
+    from sharedstate._demo import simulator_path
+
+    sim = subprocess.Popen([str(simulator_path()), unique_name, "2", "0", "--frames", "160x120"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout.readline().startswith("ready")
+        with ss.Frames.open(unique_name) as fr:
+            assert fr.shape == (120, 160, 4) and fr.dtype == np.uint8
+            v, seen, bad, versions = 0, 0, 0, set()
+            while sim.poll() is None and seen < 2000:
+                try:
+                    v = fr.wait(since=v, timeout=1)
+                except TimeoutError:
+                    continue
+                cm = fr.latest()
+                with cm as a:
+                    alpha = cm.version % 256
+                    ok = bool(np.all(a[:, :, 3] == alpha))
+                    float(a.mean())  # use it while the writer runs
+                    ok = ok and bool(np.all(a[:, :, 3] == alpha))
+                del a
+                bad += not ok
+                seen += 1
+                versions.add(cm.version)
+            assert bad == 0 and seen > 50 and len(versions) > 50
+        assert sim.wait(timeout=30) == 0
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
