@@ -474,17 +474,17 @@ private:
                 if (s < n) pinned_[s] = 1;  // anything else pins nothing (kNoSlot or garbage)
             }
             pinned_[latest_slot] = 1;
-            uint32_t free = 0, first = n;
+            uint32_t nfree = 0, first = n;
             for (uint32_t k = 0; k < n; ++k) {
                 uint32_t s = (next_slot_ + k) % n;
                 if (!pinned_[s]) {
                     if (first == n) first = s;
-                    ++free;
+                    ++nfree;
                 }
             }
             // Fewer than two free slots: dead readers may be holding the rest. Look (rarely).
-            uint64_t now = free < 2 ? detail::os::monotonic_ns() : 0;
-            if (pass == 0 && free < 2 && now >= next_reclaim_ns_) {
+            uint64_t now = nfree < 2 ? detail::os::monotonic_ns() : 0;
+            if (pass == 0 && nfree < 2 && now >= next_reclaim_ns_) {
                 next_reclaim_ns_ = now + kReclaimEveryNs;
                 if (reclaim_dead(nullptr)) continue;
             }
