@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import _procctl
 import sharedstate as ss
 from conftest import LINUX, WINDOWS
 
 HERE = Path(__file__).resolve().parent
 CHILD = str(HERE / "frames_child.py")
-POSIX_SIGNALS = pytest.mark.skipif(WINDOWS, reason="SIGSTOP/SIGINT delivery to a child: POSIX only")
+POSIX_SIGNALS = pytest.mark.skipif(WINDOWS, reason="SIGINT delivery to a child's wait: POSIX only")
 
 
 class Child:
@@ -296,16 +297,16 @@ def test_r_readers_in_processes_pin_at_once(unique_name):
         assert fr.info()["pins_held"] == 0
 
 
-@POSIX_SIGNALS
 def test_killed_and_stopped_readers_ring_recovers(unique_name):
+    """SIGKILL / SIGSTOP on Linux; TerminateProcess / NtSuspendProcess on Windows (_procctl)."""
     with ss.Frames.create(unique_name, 65536, np.uint8, readers=2) as fr:
         fr.publish(np.full(65536, 1, np.uint8))
         killed, stopped = Child("pin", unique_name), Child("pin", unique_name)
         killed.expect("pinned")
         fr.publish(np.full(65536, 2, np.uint8))
         stopped.expect("pinned")
-        os.kill(stopped.p.pid, signal.SIGSTOP)
-        killed.p.kill()
+        _procctl.stop(stopped.p)
+        _procctl.kill(killed.p)
         killed.p.wait()
         try:
             for i in range(300):  # the writer keeps publishing: two slots are free of live pins
@@ -321,7 +322,7 @@ def test_killed_and_stopped_readers_ring_recovers(unique_name):
                 fr.latest().__enter__()
             del one  # the pin goes with the array
         finally:
-            os.kill(stopped.p.pid, signal.SIGCONT)
+            _procctl.cont(stopped.p)
         stopped.p.stdin.close()
         assert stopped.expect("same") == "same 1"  # never written while it was stopped
         assert stopped.finish() == 0
