@@ -501,16 +501,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sharedstate", *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.skipif(not LINUX, reason="ls/inspect/cleanup read /dev/shm")
-def test_cli_ls_inspect_cleanup_know_frames(unique_name):
-    with ss.Frames.create(unique_name, (4, 5, 3), np.uint8, readers=2) as fr:
-        fr.publish(bytes(fr.nbytes))
-        r = _cli("ls")
-        line = next(ln for ln in r.stdout.splitlines() if unique_name in ln)
-        assert line.startswith("frames") and "(4, 5, 3) u1, 2 readers, 0 pinned" in line, line
-        r = _cli("inspect", unique_name)
-        assert r.returncode == 0, r.stderr
-        assert "shape           [4, 5, 3]" in r.stdout and "version         1" in r.stdout, r.stdout
+@pytest.mark.skipif(not LINUX, reason="cleanup reads /dev/shm")
+def test_cli_cleanup_removes_stale_frames(unique_name):
     # A stale one (its only holder exited without closing): cleanup removes it.
     code = (f"import sharedstate as ss, numpy as np, os\n"
             f"fr = ss.Frames.create({unique_name + '-stale'!r}, 8, np.uint8)\n"
