@@ -52,6 +52,7 @@
 
 #include "detail/lifetime.hpp"
 #include "detail/os.hpp"
+#include "detail/wait_source.hpp"
 #include "error.hpp"
 #include "format.hpp"
 #include "wait.hpp"
@@ -565,6 +566,41 @@ public:
             }
             if (blocked) skip_if_dead(blocked);
         }
+    }
+
+    // What a WaitSet needs (detail/wait_source.hpp): ready when a message is published at
+    // head (padding and cancelled records before it are looked past, not consumed; padding
+    // alone counts as ready, since only the consumer can move past it). Parks on data_seq
+    // and counts in data_waiters, exactly like a blocked get().
+    detail::WaitSource wait_source() const {
+        check_open();
+        detail::WaitSource s;
+        s.key = this;
+        s.what = "queue '" + name_ + "'";
+        qformat::Header* h = h_;
+        unsigned char* ring = ring_;
+        const uint64_t mask = mask_, cap = info_.capacity;
+        s.ready = [h, ring, mask, cap] {
+            const uint64_t first = h->head.load(std::memory_order_acquire);
+            uint64_t hd = first;
+            const uint64_t t = h->tail.load(std::memory_order_seq_cst);
+            for (int i = 0; i < 8 && hd != t; ++i) {
+                if (t < hd || t - hd > cap || (hd | t) % qformat::kRecordAlign) return true;  // get() reports it
+                auto* r = reinterpret_cast<const qformat::Record*>(ring + (hd & mask));
+                uint32_t st = r->state.load(std::memory_order_seq_cst);
+                if (st == qformat::kWriting) return false;  // its producer wakes us when it publishes
+                if (st != qformat::kPadding && st != qformat::kCancelled) return true;
+                uint32_t size = r->size;
+                if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd) return true;
+                hd += size;
+            }
+            return hd != first;  // padding (or a long run of skips): the consumer must move past it
+        };
+        s.word = &h->data_seq;
+        s.waiters = &h->data_waiters;
+        s.channel = detail::channel_of(data_wake_);
+        s.keep = map_;
+        return s;
     }
 
     // ------------------------------------------------------------ facts

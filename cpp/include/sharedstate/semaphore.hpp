@@ -79,6 +79,16 @@ public:
         live()->release(n);
     }
 
+    // A WaitSet member: ready while the count is positive (readiness only: the caller still
+    // acquires). The OS part is the backend's (NamedSemaphore::wait_source).
+    detail::WaitSource wait_source() const {
+        auto p = live();
+        detail::WaitSource src = p->wait_source();
+        src.key = this;
+        src.what = "semaphore '" + name_ + "'";
+        src.keep = p;
+        return src;
+    }
     void close() noexcept { std::atomic_store(&s_, std::shared_ptr<detail::os::NamedSemaphore>()); }
     bool closed() const noexcept { return !std::atomic_load(&s_); }
 

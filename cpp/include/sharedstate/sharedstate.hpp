@@ -7,3 +7,4 @@
 #include "mailslot.hpp"
 #include "pipe.hpp"
 #include "semaphore.hpp"
+#include "waitset.hpp"
