@@ -500,4 +500,23 @@ void bind_channels(py::module_& m) {
         });
 }
 
+// For bind_waitset.cpp: the WaitSet source of a Pipe, PipeServer or Semaphore (false: none).
+bool waitset_source_channel(py::handle o, sharedstate::detail::WaitSource& out) {
+    if (PyObject_TypeCheck(o.ptr(), &PipeType)) {
+        Pipe* p = reinterpret_cast<PyPipe*>(o.ptr())->pipe;
+        if (!p) throw py::value_error("operation on a closed Pipe");
+        out = p->wait_source();
+        return true;
+    }
+    if (py::isinstance<PipeServer>(o)) {
+        out = py::cast<PipeServer&>(o).wait_source();
+        return true;
+    }
+    if (py::isinstance<Semaphore>(o)) {
+        out = py::cast<Semaphore&>(o).wait_source();
+        return true;
+    }
+    return false;
+}
+
 }  // namespace sharedstate_py

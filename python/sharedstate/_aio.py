@@ -1,0 +1,329 @@
+"""asyncio for sharedstate: ``await st.wait_async()``, ``await q.get_async()``, ...
+
+    v = await st.wait_async(since=v, timeout=1.0)     # SharedState (and Frames): the new version
+    msg = await q.get_async(timeout=None)             # Queue
+    msg = await box.recv_async()                      # Mailslot
+    msg = await conn.recv_async()                     # Pipe
+    conn = await srv.accept_async()                   # PipeServer
+    ok = await sem.acquire_async(timeout=0.5)         # Semaphore: True, or False on timeout
+
+How it waits. One watcher per event loop holds one WaitSet with every object some coroutine
+awaits. On Linux the loop watches the WaitSet's descriptor (``loop.add_reader(ws.fileno())``):
+no Python thread at all, and the WaitSet's one notifier thread is the only extra thread however
+many coroutines wait. A Pipe on Linux is watched through its own socket (``add_reader``), no
+thread involved. Where the loop cannot watch a descriptor (Windows, or a loop without
+add_reader) one daemon thread per loop waits in ``ws.wait()`` and hands the ready objects to the
+loop (``call_soon_threadsafe``).
+
+Cancellation. A waiting coroutine holds only a wake-up token: the message is taken (``get``,
+``recv``, ``accept``, ``acquire`` with ``timeout=0``) by the coroutine itself, in the loop thread,
+after it resumes. A coroutine cancelled before or after its wake-up consumes nothing; one
+cancelled after being woken passes the wake-up on to the next waiter, so no message waits
+unnoticed. Timeouts raise TimeoutError, as the blocking calls do.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import threading
+import weakref
+from typing import Any, Callable, Deque, Dict, Optional, Tuple
+
+from . import _core
+
+__all__ = ["attach"]
+
+_VERSION, _TAKE = 0, 1
+
+
+class _Entry:
+    __slots__ = ("obj", "kind", "futs", "fd")
+
+    def __init__(self, obj: Any, kind: int, fd: Optional[int]) -> None:
+        self.obj = obj
+        self.kind = kind
+        self.futs: Deque[Tuple[asyncio.Future, int]] = collections.deque()  # (future, since)
+        self.fd = fd  # watched by the loop directly (a Pipe on Linux), else None: in the WaitSet
+
+
+class _LoopWatcher:
+    """Everything one event loop awaits: one WaitSet, at most one thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.ws = _core.WaitSet()
+        self.entries: Dict[int, _Entry] = {}
+        self.thread: Optional[threading.Thread] = None
+        self.reader = False
+        if hasattr(self.ws, "fileno"):
+            try:
+                loop.add_reader(self.ws.fileno(), self._on_ready)
+                self.reader = True
+            except (NotImplementedError, AttributeError, ValueError):
+                self.reader = False
+
+    # ---------------------------------------------------------------- registration
+    def wait_token(self, obj: Any, kind: int, since: int, direct_fd: Optional[int]) -> asyncio.Future:
+        fut = self.loop.create_future()
+        e = self.entries.get(id(obj))
+        if e is None:
+            fd = direct_fd if direct_fd is not None and sys.platform != "win32" else None
+            e = _Entry(obj, kind, fd)
+            if fd is not None:
+                try:
+                    self.loop.add_reader(fd, self._serve, e)
+                except (NotImplementedError, ValueError):
+                    e.fd = None
+            if e.fd is None:
+                if kind == _VERSION:
+                    self.ws.add(obj, since=since)
+                else:
+                    self.ws.add(obj)
+                if not self.reader:
+                    self._start_thread()
+            self.entries[id(obj)] = e
+        e.futs.append((fut, since))
+        return fut
+
+    def forget(self, obj: Any, fut: asyncio.Future) -> None:
+        e = self.entries.get(id(obj))
+        if e is None:
+            return
+        try:
+            e.futs.remove(next(p for p in e.futs if p[0] is fut))
+        except (StopIteration, ValueError):
+            pass
+        self._drop_if_idle(e)
+
+    def wake_next(self, obj: Any) -> None:
+        """A woken coroutine was cancelled before it took anything: wake the next one."""
+        e = self.entries.get(id(obj))
+        if e is not None:
+            self._serve(e)
+
+    def _drop_if_idle(self, e: _Entry) -> None:
+        while e.futs and e.futs[0][0].done():
+            e.futs.popleft()
+        if e.futs:
+            return
+        self.entries.pop(id(e.obj), None)
+        if e.fd is not None:
+            self.loop.remove_reader(e.fd)
+        else:
+            self.ws.discard(e.obj)
+
+    # ---------------------------------------------------------------- readiness
+    def _on_ready(self) -> None:
+        try:
+            ready = self.ws.wait(0)
+        except TimeoutError:
+            return
+        self._dispatch(ready)
+
+    def _dispatch(self, ready: list) -> None:
+        for obj in ready:
+            e = self.entries.get(id(obj))
+            if e is not None and e.obj is obj:
+                self._serve(e)
+
+    def _serve(self, e: _Entry) -> None:
+        if e.kind == _VERSION:
+            try:
+                v = e.obj.version
+            except Exception as exc:  # closed: every waiter hears it
+                for f, _ in e.futs:
+                    if not f.done():
+                        f.set_exception(exc)
+                e.futs.clear()
+            else:
+                keep: Deque[Tuple[asyncio.Future, int]] = collections.deque()
+                for f, since in e.futs:
+                    if f.done():
+                        continue
+                    if v > since:
+                        f.set_result(v)
+                    else:
+                        keep.append((f, since))
+                e.futs = keep
+        else:
+            # One wake-up per report: the woken coroutine takes the message itself.
+            while e.futs:
+                f, _ = e.futs.popleft()
+                if not f.done():
+                    f.set_result(None)
+                    break
+        self._drop_if_idle(e)
+
+    # ---------------------------------------------------------------- no descriptor: one thread
+    def _start_thread(self) -> None:
+        if self.thread is not None:
+            return
+        ref = weakref.ref(self)
+        ws = self.ws
+        loop = self.loop
+
+        def run() -> None:
+            done = threading.Event()
+            while True:
+                try:
+                    ready = ws.wait(None)
+                except TimeoutError:
+                    continue
+                except BaseException:
+                    return
+                me = ref()
+                if me is None or loop.is_closed():
+                    return
+                done.clear()
+
+                def hand_over(r: list = ready) -> None:
+                    try:
+                        me._dispatch(r)
+                    finally:
+                        done.set()
+
+                try:
+                    loop.call_soon_threadsafe(hand_over)
+                except RuntimeError:  # the loop is closed
+                    return
+                del me
+                while not done.wait(0.5):
+                    if loop.is_closed():
+                        return
+
+        self.thread = threading.Thread(target=run, name="sharedstate-aio", daemon=True)
+        self.thread.start()
+
+
+_watchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatcher]" = weakref.WeakKeyDictionary()
+_watchers_lock = threading.Lock()
+
+
+def _watcher() -> _LoopWatcher:
+    loop = asyncio.get_running_loop()
+    with _watchers_lock:
+        w = _watchers.get(loop)
+        if w is None:
+            w = _watchers[loop] = _LoopWatcher(loop)
+    return w
+
+
+def _expire(fut: asyncio.Future, what: str) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError(what))
+
+
+async def _await_token(w: _LoopWatcher, obj: Any, fut: asyncio.Future, deadline: Optional[float],
+                       what: str, kind: int) -> Any:
+    h = None
+    if deadline is not None:
+        h = w.loop.call_at(deadline, _expire, fut, what)
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        if kind == _TAKE and fut.done() and not fut.cancelled() and fut.exception() is None:
+            w.wake_next(obj)  # woken, then cancelled before taking: pass the wake-up on
+        raise
+    finally:
+        if h is not None:
+            h.cancel()
+        if not fut.done():
+            fut.cancel()
+        w.forget(obj, fut)
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    if timeout is None:
+        return None
+    if timeout != timeout or timeout < 0:
+        raise ValueError("timeout must be None or >= 0 seconds")
+    return asyncio.get_running_loop().time() + timeout
+
+
+async def _take(obj: Any, attempt: Callable[[], Any], timeout: Optional[float], what: str,
+                direct_fd: Optional[int] = None) -> Any:
+    deadline = _deadline(timeout)
+    w = _watcher()
+    while True:
+        try:
+            return attempt()
+        except TimeoutError:
+            pass
+        if deadline is not None and w.loop.time() >= deadline:
+            raise TimeoutError(what)
+        fut = w.wait_token(obj, _TAKE, 0, direct_fd)
+        await _await_token(w, obj, fut, deadline, what, _TAKE)
+
+
+# ---------------------------------------------------------------- the methods
+async def state_wait_async(self: Any, since: Optional[int] = None, timeout: Optional[float] = None) -> int:
+    """await st.wait_async(since=None, timeout=None) -> version: like st.wait(), for asyncio."""
+    v = self.version
+    if since is None:
+        since = v
+    since = int(since)
+    if v > since:
+        return int(v)
+    deadline = _deadline(timeout)
+    w = _watcher()
+    what = f"wait_async on {self!r}: no write after version {since}"
+    fut = w.wait_token(self, _VERSION, since, None)
+    return int(await _await_token(w, self, fut, deadline, what, _VERSION))
+
+
+async def queue_get_async(self: Any, timeout: Optional[float] = None) -> bytes:
+    """await q.get_async(timeout=None) -> bytes: like q.get(); a cancelled call consumes nothing."""
+    return await _take(self, lambda: self.get(timeout=0), timeout, f"get_async from {self!r}: empty")
+
+
+async def mailslot_recv_async(self: Any, timeout: Optional[float] = None) -> bytes:
+    """await box.recv_async(timeout=None) -> bytes: like box.recv()."""
+    return await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async from {self!r}: no message")
+
+
+async def pipe_recv_async(self: Any, timeout: Optional[float] = None) -> bytes:
+    """await conn.recv_async(timeout=None) -> bytes: like conn.recv() (EOFError / BrokenPipeError)."""
+    fd = None
+    if sys.platform != "win32":
+        try:
+            fd = self.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+    return await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async on {self!r}: no message", fd)
+
+
+async def server_accept_async(self: Any, timeout: Optional[float] = None) -> Any:
+    """await srv.accept_async(timeout=None) -> Pipe: like srv.accept()."""
+    return await _take(self, lambda: self.accept(timeout=0), timeout, f"accept_async on {self!r}: no client")
+
+
+async def semaphore_acquire_async(self: Any, timeout: Optional[float] = None) -> bool:
+    """await sem.acquire_async(timeout=None) -> bool: like sem.acquire() (False on timeout)."""
+
+    def attempt() -> bool:
+        if self.acquire(0):
+            return True
+        raise TimeoutError
+
+    try:
+        return await _take(self, attempt, timeout, "acquire_async")
+    except TimeoutError:
+        return False
+
+
+def attach() -> None:
+    """Adds the *_async methods to the classes (called by sharedstate/__init__.py)."""
+    from ._state import SharedState
+    from ._queue import Mailslot, Queue
+
+    SharedState.wait_async = state_wait_async  # type: ignore[attr-defined]
+    Queue.get_async = queue_get_async  # type: ignore[attr-defined]
+    Mailslot.recv_async = mailslot_recv_async  # type: ignore[attr-defined]
+    for cls, name, fn in ((_core.PipeServer, "accept_async", server_accept_async),
+                          (_core.Semaphore, "acquire_async", semaphore_acquire_async)):
+        try:
+            setattr(cls, name, fn)
+        except TypeError:  # pragma: no cover - a static type
+            pass
+    # Pipe is a static C type: its recv_async method (bind_channels.cpp) calls pipe_recv_async.
