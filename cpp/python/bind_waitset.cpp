@@ -22,6 +22,25 @@ bool waitset_source_state(py::handle o, sharedstate::detail::WaitSource& out);  
 bool waitset_source_queue(py::handle o, sharedstate::detail::WaitSource& out);    // bind_queue.cpp
 bool waitset_source_channel(py::handle o, sharedstate::detail::WaitSource& out);  // bind_channels.cpp
 
+// More member kinds (e.g. Frames in bind_frames.cpp) register here at bind time, with the
+// declaration `void register_wait_source(bool (*)(py::handle, sharedstate::detail::WaitSource&));`:
+// the function fills the source and returns true when `o` is one of its objects.
+using WaitSourceFn = bool (*)(py::handle, sharedstate::detail::WaitSource&);
+namespace {
+std::mutex& extra_sources_mu() {
+    static std::mutex m;
+    return m;
+}
+std::vector<WaitSourceFn>& extra_sources() {
+    static std::vector<WaitSourceFn> v;
+    return v;
+}
+}  // namespace
+void register_wait_source(WaitSourceFn fn) {
+    std::lock_guard<std::mutex> g(extra_sources_mu());
+    extra_sources().push_back(fn);
+}
+
 namespace {
 
 using sharedstate::WaitSet;
@@ -42,6 +61,13 @@ struct PyWaitSet {
 sharedstate::detail::WaitSource source_of(py::handle o) {
     sharedstate::detail::WaitSource s;
     if (waitset_source_state(o, s) || waitset_source_queue(o, s) || waitset_source_channel(o, s)) return s;
+    std::vector<WaitSourceFn> more;
+    {
+        std::lock_guard<std::mutex> g(extra_sources_mu());
+        more = extra_sources();
+    }
+    for (WaitSourceFn fn : more)
+        if (fn(o, s)) return s;
     // Anything else that knows how to be waited on (e.g. a Python wrapper) may say which
     // compiled object stands for it.
     if (py::hasattr(o, "_wait_target")) {

@@ -50,9 +50,15 @@ class _Entry:
 class _LoopWatcher:
     """Everything one event loop awaits: one WaitSet, at most one thread."""
 
+    IDLE_CLOSE = 2.0  # seconds without waiters before the WaitSet (and its thread) goes
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # The loop holds us (reader callback, timers); we hold it only weakly, so that the
+        # WeakKeyDictionary entry (and with it the WaitSet and its thread) goes with the loop.
+        self._loop = weakref.ref(loop)
         self.ws = _core.WaitSet()
+        self.idle_gen = 0
+        self.idle_pending = False
         self.entries: Dict[int, _Entry] = {}
         self.thread: Optional[threading.Thread] = None
         self.reader = False
@@ -63,9 +69,17 @@ class _LoopWatcher:
             except (NotImplementedError, AttributeError, ValueError):
                 self.reader = False
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:  # pragma: no cover - only reachable from a dead loop's callbacks
+            raise RuntimeError("the event loop is gone")
+        return loop
+
     # ---------------------------------------------------------------- registration
     def wait_token(self, obj: Any, kind: int, since: int, direct_fd: Optional[int]) -> asyncio.Future:
         fut = self.loop.create_future()
+        self.idle_gen += 1
         e = self.entries.get(id(obj))
         if e is None:
             fd = direct_fd if direct_fd is not None and sys.platform != "win32" else None
@@ -112,6 +126,30 @@ class _LoopWatcher:
             self.loop.remove_reader(e.fd)
         else:
             self.ws.discard(e.obj)
+        if not self.entries and not self.idle_pending and not self.loop.is_closed():
+            self.idle_pending = True
+            self.loop.call_later(self.IDLE_CLOSE, self._close_if_idle, self.idle_gen)
+
+    def _close_if_idle(self, gen: int) -> None:
+        """Nothing awaited for a while: drop the WaitSet, its descriptor and its thread."""
+        self.idle_pending = False
+        if self.entries:
+            return
+        if gen != self.idle_gen:  # used meanwhile: look again later
+            self._drop_later()
+            return
+        with _watchers_lock:
+            if _watchers.get(self.loop) is self:
+                del _watchers[self.loop]
+        if self.reader:
+            self.loop.remove_reader(self.ws.fileno())
+            self.reader = False
+        self.ws = _core.WaitSet()  # the old one (and its notifier thread) goes with its last reference
+
+    def _drop_later(self) -> None:
+        if not self.idle_pending and not self.loop.is_closed():
+            self.idle_pending = True
+            self.loop.call_later(self.IDLE_CLOSE, self._close_if_idle, self.idle_gen)
 
     # ---------------------------------------------------------------- readiness
     def _on_ready(self) -> None:
@@ -161,19 +199,24 @@ class _LoopWatcher:
             return
         ref = weakref.ref(self)
         ws = self.ws
-        loop = self.loop
+        loop_ref = self._loop
 
         def run() -> None:
             done = threading.Event()
             while True:
                 try:
-                    ready = ws.wait(None)
+                    ready = ws.wait(1.0)  # at most a second to notice that the loop is gone
                 except TimeoutError:
+                    loop = loop_ref()
+                    if loop is None or loop.is_closed() or ref() is None or ref().ws is not ws:  # type: ignore[union-attr]
+                        return
+                    del loop
                     continue
                 except BaseException:
                     return
                 me = ref()
-                if me is None or loop.is_closed():
+                loop = loop_ref()
+                if me is None or loop is None or loop.is_closed():
                     return
                 done.clear()
 
@@ -191,6 +234,7 @@ class _LoopWatcher:
                 while not done.wait(0.5):
                     if loop.is_closed():
                         return
+                del loop
 
         self.thread = threading.Thread(target=run, name="sharedstate-aio", daemon=True)
         self.thread.start()
@@ -313,17 +357,8 @@ async def semaphore_acquire_async(self: Any, timeout: Optional[float] = None) ->
 
 
 def attach() -> None:
-    """Adds the *_async methods to the classes (called by sharedstate/__init__.py)."""
-    from ._state import SharedState
-    from ._queue import Mailslot, Queue
-
-    SharedState.wait_async = state_wait_async  # type: ignore[attr-defined]
-    Queue.get_async = queue_get_async  # type: ignore[attr-defined]
-    Mailslot.recv_async = mailslot_recv_async  # type: ignore[attr-defined]
-    for cls, name, fn in ((_core.PipeServer, "accept_async", server_accept_async),
-                          (_core.Semaphore, "acquire_async", semaphore_acquire_async)):
-        try:
-            setattr(cls, name, fn)
-        except TypeError:  # pragma: no cover - a static type
-            pass
-    # Pipe is a static C type: its recv_async method (bind_channels.cpp) calls pipe_recv_async.
+    """Adds accept_async / acquire_async to the compiled PipeServer and Semaphore (called by
+    sharedstate/__init__.py). SharedState, Queue and Mailslot define theirs in Python; Pipe's
+    recv_async is in its C method table (bind_channels.cpp)."""
+    _core.PipeServer.accept_async = server_accept_async  # type: ignore[attr-defined]
+    _core.Semaphore.acquire_async = semaphore_acquire_async  # type: ignore[attr-defined]

@@ -3,13 +3,14 @@
 //
 // futex_waitv (syscall 449, Linux >= 5.16) parks on up to 128 32-bit words at once, shared
 // (the objects' words in their segments, keyed by the physical page, as wait.hpp's futex) or
-// private (the set's own control word). Older kernels answer ENOSYS: the set then parks on its
-// first word only, in slices of at most 1 ms, and re-checks every member between slices (a
-// member other than the first is then seen within 1 ms: a bounded slice loop, not a spin).
-// Sets of more than 128 words do the same.
+// private (the set's own control word). Older kernels answer ENOSYS (remembered): the set
+// then parks on its control word only, in slices of at most 1 ms, and re-checks every member
+// between slices (still counted as a waiter of each, so writers make their wake calls; a
+// change is seen within 1 ms: a bounded slice loop, not a spin). Sets of more than 127
+// members do the same.
 //
 // Descriptors cannot join futex_waitv. A set with descriptors (pipes, servers) gets one
-// helper thread, FdWatcher, parked in ppoll() on those descriptors plus an eventfd; when one
+// helper thread, FdWatcher, parked in poll() on those descriptors plus an eventfd; when one
 // polls readable it bumps the set's control word and wakes it, then sleeps until the set
 // re-arms it (a level-triggered descriptor would otherwise report again at once). So a mixed
 // set still makes one kernel wait per waiting thread; a descriptor's readiness costs one

@@ -19,9 +19,12 @@
 // parked: wait.hpp's protocol, unchanged. `keep` holds whatever the pointers point into (the
 // mapping), so a member stays valid even if its object is closed while the set waits.
 //
-// For a version source, a Frames-like class writes (compare SharedBlock::wait_source):
-//     detail::WaitSource s = detail::WaitSource::for_version(this, "frames '" + name_ + "'",
-//         &h->seq_low_word, &h->waiters, wake_, map_, [h] { return h->version.load(); });
+// A version-based class (Frames) needs only this (compare SharedBlock::wait_source):
+//     detail::WaitSource wait_source() const {
+//         return detail::version_source(this, "frames '" + name_ + "'", futex_word, &h->waiters,
+//                                       wake_, map_, [h] { return h->version.load(); });
+//     }
+// and WaitSet::add(frames) works, from C++ and (one registration line) from Python.
 #pragma once
 #include <atomic>
 #include <cstdint>
