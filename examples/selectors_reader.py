@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--demo", action="store_true", help="write a few updates and commands from a thread")
     args = ap.parse_args(argv)
-    if not hasattr(ss.WaitSet, "fileno"):
+    if sys.platform == "win32":
         print("ws.fileno() is the Linux handle; on Windows wait on ws.handle", file=sys.stderr)
         return 2
     st = ss.SharedState.create(args.state, ss.CONTROLLER, exist_ok=True)

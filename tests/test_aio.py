@@ -196,3 +196,17 @@ def test_pipe_async(unique_name):
         run(main())
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("example", ["aio_reader.py", "selectors_reader.py"])
+def test_examples_run(unique_name, example):
+    if example == "selectors_reader.py" and not LINUX:
+        pytest.skip("ws.fileno() is the Linux handle")
+    path = os.path.join(os.path.dirname(HERE), "examples", example)
+    r = subprocess.run([sys.executable, path, unique_name, unique_name + "-q", "--demo", "--seconds", "0.5"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith("command:")] == ["command: jump 0", "command: jump 1", "command: jump 2"]
+    states = [ln for ln in lines if ln.startswith("state ")]
+    assert states and "x=2 y=4" in states[-1], lines

@@ -282,3 +282,32 @@ def test_handle_on_windows(unique_name):
         st.write(x=1)
         assert wait(ctypes.c_void_p(h), 10000) == 0
         assert ws.wait(timeout=0) == [st]
+
+
+def test_a_parked_set_never_steals_a_semaphore_wake(unique_name):
+    """glibc's sem_post wakes one waiter: if that is the WaitSet (readiness only), the wake
+    must be passed on to a thread blocked in acquire(), which then takes the count."""
+    with ss.Semaphore.create(unique_name, 0) as sem:
+        for _ in range(20):
+            ws = ss.WaitSet()
+            ws.add(sem)
+            got: list = []
+            seen: list = []
+            t1 = threading.Thread(target=lambda: got.append(sem.acquire(timeout=20)))
+
+            def watch() -> None:
+                try:
+                    seen.append(ws.wait(timeout=0.5))  # may or may not see the count: readiness only
+                except TimeoutError:
+                    seen.append([])
+
+            t2 = threading.Thread(target=watch)
+            t1.start()
+            t2.start()
+            time.sleep(0.02)  # both parked
+            sem.release()
+            t1.join(30)
+            assert got == [True], "the blocked acquire() got the count"
+            t2.join(30)
+            assert seen in ([[sem]], [[]])
+            assert not sem.acquire(0)

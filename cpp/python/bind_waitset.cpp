@@ -174,17 +174,34 @@ void bind_waitset(py::module_& m) {
                 return out;
             },
             "The members, in the order added.")
-#if defined(_WIN32)
+        // Both names exist everywhere (one stub for both OSes); each works on its own OS.
         .def_property_readonly(
-            "handle", [](PyWaitSet& self) { return reinterpret_cast<uintptr_t>(self.ws->handle()); },
-            "A waitable event (HANDLE as an int), signalled while a member is ready (QWinEventNotifier, "
-            "WaitForMultipleObjects); a wait() that reports clears it.")
+            "handle",
+            [](PyWaitSet& self) -> uintptr_t {
+#if defined(_WIN32)
+                return reinterpret_cast<uintptr_t>(self.ws->handle());
 #else
-        .def(
-            "fileno", [](PyWaitSet& self) { return self.ws->fileno(); },
-            "fileno() -> int: a descriptor that polls readable while a member is ready (selectors, asyncio "
-            "add_reader, QSocketNotifier, GLib); a wait() that reports clears it. Do not read or close it.")
+                (void)self;
+                throw py::attribute_error("WaitSet.handle is the Windows event; on Linux use fileno()");
 #endif
+            },
+            "Windows: a waitable event (HANDLE as an int), signalled while a member is ready "
+            "(QWinEventNotifier, WaitForMultipleObjects); a wait() that reports clears it.")
+        .def(
+            "fileno",
+            [](PyWaitSet& self) -> int {
+#if defined(_WIN32)
+                (void)self;
+                PyErr_SetString(py::module_::import("io").attr("UnsupportedOperation").ptr(),
+                                "WaitSet.fileno() is the Linux descriptor; on Windows use ws.handle");
+                throw py::error_already_set();
+#else
+                return self.ws->fileno();
+#endif
+            },
+            "Linux: fileno() -> int, a descriptor that polls readable while a member is ready (selectors, "
+            "asyncio add_reader, QSocketNotifier, GLib); a wait() that reports clears it. Do not read or close it. "
+            "Windows: io.UnsupportedOperation (use handle).")
         .def("__repr__", [](PyWaitSet& self) {
             std::lock_guard<std::mutex> g(self.mu);
             return "<sharedstate.WaitSet of " + std::to_string(self.members.size()) + " members>";

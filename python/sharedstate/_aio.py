@@ -28,7 +28,7 @@ import collections
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _core
 
@@ -43,7 +43,7 @@ class _Entry:
     def __init__(self, obj: Any, kind: int, fd: Optional[int]) -> None:
         self.obj = obj
         self.kind = kind
-        self.futs: Deque[Tuple[asyncio.Future, int]] = collections.deque()  # (future, since)
+        self.futs: Deque[Tuple["asyncio.Future[Any]", int]] = collections.deque()  # (future, since)
         self.fd = fd  # watched by the loop directly (a Pipe on Linux), else None: in the WaitSet
 
 
@@ -62,7 +62,7 @@ class _LoopWatcher:
         self.entries: Dict[int, _Entry] = {}
         self.thread: Optional[threading.Thread] = None
         self.reader = False
-        if hasattr(self.ws, "fileno"):
+        if sys.platform != "win32":
             try:
                 loop.add_reader(self.ws.fileno(), self._on_ready)
                 self.reader = True
@@ -77,7 +77,7 @@ class _LoopWatcher:
         return loop
 
     # ---------------------------------------------------------------- registration
-    def wait_token(self, obj: Any, kind: int, since: int, direct_fd: Optional[int]) -> asyncio.Future:
+    def wait_token(self, obj: Any, kind: int, since: int, direct_fd: Optional[int]) -> "asyncio.Future[Any]":
         fut = self.loop.create_future()
         self.idle_gen += 1
         e = self.entries.get(id(obj))
@@ -100,7 +100,7 @@ class _LoopWatcher:
         e.futs.append((fut, since))
         return fut
 
-    def forget(self, obj: Any, fut: asyncio.Future) -> None:
+    def forget(self, obj: Any, fut: "asyncio.Future[Any]") -> None:
         e = self.entries.get(id(obj))
         if e is None:
             return
@@ -159,7 +159,7 @@ class _LoopWatcher:
             return
         self._dispatch(ready)
 
-    def _dispatch(self, ready: list) -> None:
+    def _dispatch(self, ready: List[Any]) -> None:
         for obj in ready:
             e = self.entries.get(id(obj))
             if e is not None and e.obj is obj:
@@ -175,7 +175,7 @@ class _LoopWatcher:
                         f.set_exception(exc)
                 e.futs.clear()
             else:
-                keep: Deque[Tuple[asyncio.Future, int]] = collections.deque()
+                keep: Deque[Tuple["asyncio.Future[Any]", int]] = collections.deque()
                 for f, since in e.futs:
                     if f.done():
                         continue
@@ -220,7 +220,7 @@ class _LoopWatcher:
                     return
                 done.clear()
 
-                def hand_over(r: list = ready) -> None:
+                def hand_over(r: List[Any] = ready) -> None:
                     try:
                         me._dispatch(r)
                     finally:
@@ -253,12 +253,12 @@ def _watcher() -> _LoopWatcher:
     return w
 
 
-def _expire(fut: asyncio.Future, what: str) -> None:
+def _expire(fut: "asyncio.Future[Any]", what: str) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError(what))
 
 
-async def _await_token(w: _LoopWatcher, obj: Any, fut: asyncio.Future, deadline: Optional[float],
+async def _await_token(w: _LoopWatcher, obj: Any, fut: "asyncio.Future[Any]", deadline: Optional[float],
                        what: str, kind: int) -> Any:
     h = None
     if deadline is not None:
@@ -318,12 +318,14 @@ async def state_wait_async(self: Any, since: Optional[int] = None, timeout: Opti
 
 async def queue_get_async(self: Any, timeout: Optional[float] = None) -> bytes:
     """await q.get_async(timeout=None) -> bytes: like q.get(); a cancelled call consumes nothing."""
-    return await _take(self, lambda: self.get(timeout=0), timeout, f"get_async from {self!r}: empty")
+    msg: bytes = await _take(self, lambda: self.get(timeout=0), timeout, f"get_async from {self!r}: empty")
+    return msg
 
 
 async def mailslot_recv_async(self: Any, timeout: Optional[float] = None) -> bytes:
     """await box.recv_async(timeout=None) -> bytes: like box.recv()."""
-    return await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async from {self!r}: no message")
+    msg: bytes = await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async from {self!r}: no message")
+    return msg
 
 
 async def pipe_recv_async(self: Any, timeout: Optional[float] = None) -> bytes:
@@ -334,7 +336,8 @@ async def pipe_recv_async(self: Any, timeout: Optional[float] = None) -> bytes:
             fd = self.fileno()
         except (AttributeError, OSError, ValueError):
             fd = None
-    return await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async on {self!r}: no message", fd)
+    msg: bytes = await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async on {self!r}: no message", fd)
+    return msg
 
 
 async def server_accept_async(self: Any, timeout: Optional[float] = None) -> Any:
@@ -351,7 +354,8 @@ async def semaphore_acquire_async(self: Any, timeout: Optional[float] = None) ->
         raise TimeoutError
 
     try:
-        return await _take(self, attempt, timeout, "acquire_async")
+        ok: bool = await _take(self, attempt, timeout, "acquire_async")
+        return ok
     except TimeoutError:
         return False
 
@@ -360,5 +364,5 @@ def attach() -> None:
     """Adds accept_async / acquire_async to the compiled PipeServer and Semaphore (called by
     sharedstate/__init__.py). SharedState, Queue and Mailslot define theirs in Python; Pipe's
     recv_async is in its C method table (bind_channels.cpp)."""
-    _core.PipeServer.accept_async = server_accept_async  # type: ignore[attr-defined]
-    _core.Semaphore.acquire_async = semaphore_acquire_async  # type: ignore[attr-defined]
+    setattr(_core.PipeServer, "accept_async", server_accept_async)
+    setattr(_core.Semaphore, "acquire_async", semaphore_acquire_async)

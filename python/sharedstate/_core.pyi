@@ -3,7 +3,7 @@
 # The module is private: use the sharedstate package, whose classes derive from these.
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 from typing_extensions import Buffer
@@ -97,7 +97,7 @@ class Pipe:
     def send(self, data: Buffer, timeout: float | None = None) -> None:
         """Sends one whole message. Longer than max_message: ValueError. Peer gone: BrokenPipeError."""
 
-    async def recv_async(self, timeout: float | None = None) -> bytes: ...
+    def recv_async(self, timeout: float | None = None) -> Coroutine[Any, Any, bytes]: ...
     def recv(self, timeout: float | None = None) -> bytes:
         """The next whole message. TimeoutError; EOFError when the peer closed; BrokenPipeError when it died."""
 
@@ -126,7 +126,7 @@ class PipeServer:
     FileExistsError if a live server has the name."""
 
     def __init__(self, name: str, max_message: int | None = None) -> None: ...
-    async def accept_async(self, timeout: float | None = None) -> Pipe: ...
+    def accept_async(self, timeout: float | None = None) -> Coroutine[Any, Any, Pipe]: ...
     def accept(self, timeout: float | None = None) -> Pipe:
         """The next client (TimeoutError on timeout)."""
 
@@ -159,7 +159,7 @@ class Semaphore:
     def open(name: str, persistent: bool = False) -> Semaphore:
         """FileNotFoundError if NAME does not exist."""
 
-    async def acquire_async(self, timeout: float | None = None) -> bool: ...
+    def acquire_async(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]: ...
     def acquire(self, timeout: float | None = None) -> bool:
         """True when acquired, False on timeout."""
 

@@ -202,8 +202,9 @@ TEST_CASE("remove_and_add_while_another_thread_waits") {
         }
     });
     std::this_thread::sleep_for(milliseconds(30));
-    CHECK(ws.remove(ia));
-    CHECK(!ws.remove(ia));
+    CHECK(ws.remove(A));   // by the object
+    CHECK(!ws.remove(ia));  // by the id: already gone
+    CHECK(!ws.remove(A));
     uint64_t ib = ws.add(B);
     put_u32(A, 1);  // no longer a member: not reported
     std::this_thread::sleep_for(milliseconds(30));

@@ -41,6 +41,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "detail/os.hpp"
@@ -107,6 +108,10 @@ public:
                 return true;
             }
         return false;
+    }
+    template <class T, class = decltype(std::declval<const T&>().wait_source())>
+    bool remove(const T& obj) {
+        return remove_object(obj);
     }
     template <class T>
     bool remove_object(const T& obj) {
