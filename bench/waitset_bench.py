@@ -216,23 +216,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.zmqchild:
         zmq_child(args.zmqchild)
         return 0
+    r = run(args.n, args.rounds)
+    print(report(r, args.n, args.rounds))
+    return 0
+
+
+def run(n: int, rounds: int) -> dict:
+    """Every variant `rounds` times; the best round's median (us) per variant, and the ratios."""
     res: dict = {}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for kind in ("single", "waitset16", "aio", "thread+loop"):
-            res.setdefault(kind, []).append(rtt_states(kind, args.n))
-        res.setdefault("socketpair", []).append(rtt_socketpair(args.n))
-        z = rtt_zmq(args.n)
+            res.setdefault(kind, []).append(rtt_states(kind, n))
+        res.setdefault("socketpair", []).append(rtt_socketpair(n))
+        z = rtt_zmq(n)
         if z is not None:
             res.setdefault("zmq-poller", []).append(z)
     best = {k: min(v) for k, v in res.items()}
-    print(f"load average {os.getloadavg()}  n={args.n} rounds={args.rounds}  (median round trip, best round, us)")
-    for k, v in best.items():
-        print(f"  {k:12s} {v:8.1f}")
-    r1 = best["waitset16"] / best["single"]
-    r2 = best["aio"] / best["thread+loop"]
-    print(f"waitset16 / single     = {r1:.2f}  (target <= 1.5) {'PASS' if r1 <= 1.5 else 'MISS'}")
-    print(f"aio / thread+loop      = {r2:.2f}  (target <= 2.0) {'PASS' if r2 <= 2.0 else 'MISS'}")
-    return 0
+    return {"best_us": best, "loadavg": os.getloadavg(),
+            "waitset16_over_single": best["waitset16"] / best["single"],
+            "aio_over_thread_loop": best["aio"] / best["thread+loop"]}
+
+
+def report(r: dict, n: int, rounds: int) -> str:
+    lines = [f"load average {tuple(round(x, 1) for x in r['loadavg'])}  n={n} rounds={rounds}  "
+             "(median round trip, best round, us)"]
+    for k, v in r["best_us"].items():
+        lines.append(f"  {k:12s} {v:8.1f}")
+    r1, r2 = r["waitset16_over_single"], r["aio_over_thread_loop"]
+    lines.append(f"waitset16 / single     = {r1:.2f}  (target <= 1.5) {'PASS' if r1 <= 1.5 else 'MISS'}")
+    lines.append(f"aio / thread+loop      = {r2:.2f}  (target <= 2.0) {'PASS' if r2 <= 2.0 else 'MISS'}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
