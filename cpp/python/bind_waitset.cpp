@@ -81,6 +81,18 @@ sharedstate::detail::WaitSource source_of(py::handle o) {
 }  // namespace
 
 void bind_waitset(py::module_& m) {
+    m.def(
+        "_wait_fd",
+        [](py::object obj) -> int {
+#if defined(_WIN32)
+            (void)obj;
+            return -1;
+#else
+            return source_of(obj).fd;
+#endif
+        },
+        py::arg("obj"),
+        "The descriptor an event loop can watch for obj (Linux pipes and servers), else -1 (sharedstate._aio).");
     py::class_<PyWaitSet>(m, "WaitSet",
                           "Wait on many objects at once: ws.add(obj, since=None); ws.wait(timeout=None) -> the ready "
                           "objects in the order added (TimeoutError when none became ready; timeout=0 polls).\n"

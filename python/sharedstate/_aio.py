@@ -10,8 +10,8 @@
 How it waits. One watcher per event loop holds one WaitSet with every object some coroutine
 awaits. On Linux the loop watches the WaitSet's descriptor (``loop.add_reader(ws.fileno())``):
 no Python thread at all, and the WaitSet's one notifier thread is the only extra thread however
-many coroutines wait. A Pipe on Linux is watched through its own socket (``add_reader``), no
-thread involved. Where the loop cannot watch a descriptor (Windows, or a loop without
+many coroutines wait. A Pipe or PipeServer on Linux is watched through its own socket
+(``add_reader``), no thread involved. Where the loop cannot watch a descriptor (Windows, or a loop without
 add_reader) one daemon thread per loop waits in ``ws.wait()`` and hands the ready objects to the
 loop (``call_soon_threadsafe``).
 
@@ -300,6 +300,14 @@ async def _take(obj: Any, attempt: Callable[[], Any], timeout: Optional[float], 
         await _await_token(w, obj, fut, deadline, what, _TAKE)
 
 
+def _direct_fd(obj: Any) -> Optional[int]:
+    """Linux pipes and servers are descriptors the loop watches itself (no thread at all)."""
+    if sys.platform == "win32":
+        return None
+    fd = _core._wait_fd(obj)
+    return fd if fd >= 0 else None
+
+
 # ---------------------------------------------------------------- the methods
 async def state_wait_async(self: Any, since: Optional[int] = None, timeout: Optional[float] = None) -> int:
     """await st.wait_async(since=None, timeout=None) -> version: like st.wait(), for asyncio."""
@@ -330,19 +338,15 @@ async def mailslot_recv_async(self: Any, timeout: Optional[float] = None) -> byt
 
 async def pipe_recv_async(self: Any, timeout: Optional[float] = None) -> bytes:
     """await conn.recv_async(timeout=None) -> bytes: like conn.recv() (EOFError / BrokenPipeError)."""
-    fd = None
-    if sys.platform != "win32":
-        try:
-            fd = self.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = None
-    msg: bytes = await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async on {self!r}: no message", fd)
+    msg: bytes = await _take(self, lambda: self.recv(timeout=0), timeout, f"recv_async on {self!r}: no message",
+                             _direct_fd(self))
     return msg
 
 
 async def server_accept_async(self: Any, timeout: Optional[float] = None) -> Any:
     """await srv.accept_async(timeout=None) -> Pipe: like srv.accept()."""
-    return await _take(self, lambda: self.accept(timeout=0), timeout, f"accept_async on {self!r}: no client")
+    return await _take(self, lambda: self.accept(timeout=0), timeout, f"accept_async on {self!r}: no client",
+                       _direct_fd(self))
 
 
 async def semaphore_acquire_async(self: Any, timeout: Optional[float] = None) -> bool:

@@ -286,6 +286,9 @@ class WaitSet:
     def __len__(self) -> int: ...
     def __contains__(self, obj: object) -> bool: ...
 
+def _wait_fd(obj: object) -> int:
+    """The descriptor an event loop can watch for obj (Linux pipes and servers), else -1."""
+
 # ---------------------------------------------------------------- segments by name
 def state_unlink(name: str) -> None:
     """Remove the name now (FileNotFoundError if missing); holders keep their mapping."""
