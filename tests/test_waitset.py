@@ -311,3 +311,18 @@ def test_a_parked_set_never_steals_a_semaphore_wake(unique_name):
             t2.join(30)
             assert seen in ([[sem]], [[]])
             assert not sem.acquire(0)
+
+
+def test_producer_killed_mid_put_does_not_hide_later_messages(unique_name):
+    with ss.Queue.create(unique_name, capacity=4096) as q:
+        ws = ss.WaitSet()
+        ws.add(q)
+        k = child("die-mid-put", unique_name)
+        expect_line(k, "holding")
+        q.put(b"after")  # queued behind the record the child is still writing
+        with pytest.raises(TimeoutError):
+            ws.wait(timeout=0.05)  # the child lives: its record is still coming
+        k.kill()
+        k.wait()
+        assert ws.wait(timeout=10) == [q]  # noticed within a slice or two, no wake-up needed
+        assert q.get(timeout=5) == b"after"

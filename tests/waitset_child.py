@@ -53,6 +53,12 @@ def main():
                 if time.monotonic() > end:
                     sys.exit(2)
                 time.sleep(0.0005)
+    elif mode == "die-mid-put":  # QUEUE: reserve a record, never publish it, wait to be killed
+        q = ss.Queue.open(sys.argv[2])
+        with q.put_view(8) as mv:
+            mv[:] = b"never!!!"
+            print("holding", flush=True)
+            time.sleep(60)
     else:
         raise SystemExit(f"unknown mode {mode}")
 

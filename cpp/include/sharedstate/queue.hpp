@@ -543,14 +543,15 @@ public:
         if (!consumer_claimed_) claim_consumer();
         auto keep = map_;
         auto deadline = detail::Deadline::after(timeout.count());
+        constexpr uint64_t kNone = UINT64_MAX;
         for (;;) {
-            uint64_t blocked = 0;  // position of an unpublished record at head, if any
+            uint64_t blocked = kNone;  // position of an unpublished record at head, if any (0 is a position)
             if (ready(&blocked)) {
                 // Padding at head: consume it now (a producer may be waiting for those bytes).
                 if (skip_padding()) continue;
                 return;
             }
-            uint64_t slice = blocked ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
+            uint64_t slice = blocked != kNone ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
             detail::Deadline d = deadline;
             if (slice != UINT64_MAX) d.at = (std::min)(deadline.at, detail::os::monotonic_ns() + slice);
             unsigned polls = 0;
@@ -559,12 +560,12 @@ public:
             if (ok) continue;
             if (deadline.left() == 0) {
                 fail(errc::timeout, "get from queue '" + name_ + "': " +
-                                        (blocked ? std::string("a producer (pid ") +
+                                        (blocked != kNone ? std::string("a producer (pid ") +
                                                        std::to_string(detail::os::owner_pid(owner_at(blocked))) +
                                                        ") is still writing the next message"
                                                  : std::string("empty")));
             }
-            if (blocked) skip_if_dead(blocked);
+            if (blocked != kNone) skip_if_dead(blocked);
         }
     }
 
@@ -580,7 +581,15 @@ public:
         qformat::Header* h = h_;
         unsigned char* ring = ring_;
         const uint64_t mask = mask_, cap = info_.capacity;
-        s.ready = [h, ring, mask, cap] {
+        // A producer killed mid-put never publishes its record: once one has been seen "being
+        // written" at head for kWriterCheckNs, ask whether its producer lives (a dead one's
+        // record is ready: get() skips it and delivers what follows). The set re-checks its
+        // members at least every slice (50 ms), so this is noticed without any extra wake-up.
+        struct Stuck {
+            std::atomic<uint64_t> pos{UINT64_MAX}, since{0};
+        };
+        auto stuck = std::make_shared<Stuck>();
+        s.ready = [h, ring, mask, cap, stuck] {
             const uint64_t first = h->head.load(std::memory_order_acquire);
             uint64_t hd = first;
             const uint64_t t = h->tail.load(std::memory_order_seq_cst);
@@ -588,7 +597,16 @@ public:
                 if (t < hd || t - hd > cap || (hd | t) % qformat::kRecordAlign) return true;  // get() reports it
                 auto* r = reinterpret_cast<const qformat::Record*>(ring + (hd & mask));
                 uint32_t st = r->state.load(std::memory_order_seq_cst);
-                if (st == qformat::kWriting) return false;  // its producer wakes us when it publishes
+                if (st == qformat::kWriting) {  // its producer wakes us when it publishes...
+                    const uint64_t now = detail::os::monotonic_ns();
+                    if (stuck->pos.exchange(hd) != hd) {
+                        stuck->since.store(now);
+                        return false;
+                    }
+                    if (now - stuck->since.load() < kWriterCheckNs) return false;
+                    stuck->since.store(now);
+                    return !detail::os::owner_alive(r->owner);  // ...unless it died
+                }
                 if (st != qformat::kPadding && st != qformat::kCancelled) return true;
                 uint32_t size = r->size;
                 if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd) return true;
