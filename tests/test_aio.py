@@ -210,3 +210,35 @@ def test_examples_run(unique_name, example):
     assert [ln for ln in lines if ln.startswith("command:")] == ["command: jump 0", "command: jump 1", "command: jump 2"]
     states = [ln for ln in lines if ln.startswith("state ")]
     assert states and "x=2 y=4" in states[-1], lines
+
+
+def test_helper_thread_way(unique_name, monkeypatch):
+    """The way Windows loops wait (one helper thread in ws.wait()), exercised everywhere."""
+    from sharedstate import _aio
+
+    monkeypatch.setattr(_aio._LoopWatcher, "USE_READER", False)
+    st = ss.SharedState.create(unique_name, ss.CONTROLLER)
+    q = ss.Queue.create(unique_name + "-q", capacity=4096)
+    try:
+        before = threading.active_count()
+        seen: dict = {}
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            tasks = [asyncio.ensure_future(st.wait_async(timeout=20)) for _ in range(100)]
+            getters = [asyncio.ensure_future(q.get_async(timeout=20)) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            seen["threads"] = threading.active_count() - before
+            loop.call_later(0.01, lambda: st.write(x=1))
+            assert len(set(await asyncio.gather(*tasks))) == 1
+            getters[0].cancel()
+            for m in (b"a", b"b"):
+                q.put(m)
+            got = sorted([await getters[1], await getters[2]])
+            assert got == [b"a", b"b"]
+
+        run(main())
+        assert seen["threads"] == 1, seen
+    finally:
+        st.close()
+        q.close()

@@ -51,6 +51,7 @@ class _LoopWatcher:
     """Everything one event loop awaits: one WaitSet, at most one thread."""
 
     IDLE_CLOSE = 2.0  # seconds without waiters before the WaitSet (and its thread) goes
+    USE_READER = True  # False: the helper-thread way even where the loop can watch ws.fileno() (tests)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # The loop holds us (reader callback, timers); we hold it only weakly, so that the
@@ -62,7 +63,7 @@ class _LoopWatcher:
         self.entries: Dict[int, _Entry] = {}
         self.thread: Optional[threading.Thread] = None
         self.reader = False
-        if sys.platform != "win32":
+        if sys.platform != "win32" and self.USE_READER:
             try:
                 loop.add_reader(self.ws.fileno(), self._on_ready)
                 self.reader = True
@@ -220,9 +221,9 @@ class _LoopWatcher:
                     return
                 done.clear()
 
-                def hand_over(r: List[Any] = ready) -> None:
+                def hand_over(r: List[Any] = ready, w: _LoopWatcher = me) -> None:
                     try:
-                        me._dispatch(r)
+                        w._dispatch(r)
                     finally:
                         done.set()
 
