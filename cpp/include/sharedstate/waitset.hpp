@@ -37,6 +37,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -195,7 +196,7 @@ private:
             for (auto& m : snap) {
                 if (m->removed.load(std::memory_order_relaxed)) continue;
                 bool ready = false;
-                try {
+                std::exception_ptr failed = detail::capture([&] {
                     if (m->src.is_version()) {
                         uint64_t v = m->src.version();
                         uint64_t since = m->since.load(std::memory_order_relaxed);
@@ -209,9 +210,8 @@ private:
                     } else if (m->src.ready) {
                         ready = m->src.ready();
                     }
-                } catch (...) {
-                    ready = true;  // the object's own call reports what is wrong
-                }
+                });
+                if (failed) ready = true;  // the object's own call reports what is wrong
                 if (ready) out.push_back(m->id);
             }
             return out;

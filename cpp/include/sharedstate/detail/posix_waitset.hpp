@@ -109,12 +109,7 @@ public:
     explicit FdWatcher(std::atomic<uint32_t>* signal) : signal_(signal) {
         efd_ = eventfd(0, EFD_CLOEXEC);
         if (efd_ < 0) throw_os("eventfd", "WaitSet");
-        try {
-            th_ = std::thread([this] { run(); });
-        } catch (...) {
-            ::close(efd_);
-            throw;
-        }
+        on_throw([&] { th_ = std::thread([this] { run(); }); }, [&] { ::close(efd_); });
     }
     ~FdWatcher() {
         {
