@@ -16,6 +16,7 @@
 #include "../name.hpp"
 #include "../wait.hpp"
 #include "wait_source.hpp"
+#include "mailslot_types.hpp"
 #include "win32.hpp"
 
 namespace sharedstate {
