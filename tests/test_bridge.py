@@ -390,3 +390,62 @@ def test_link_cut_between_two_hosts_loses_nothing(unique_name, two_hosts):
         if prod.stdin:
             prod.stdin.close()
         stop(*reversed(procs))
+
+
+def test_frames_of_1mib_arrive_untorn(unique_name):
+    """Frames: 1 MiB frames, each one constant fill, exported and imported by two sessions;
+    every frame the reader of the mirror holds is whole (checked after use), never a mix."""
+    port = free_port()
+    src, mirror = unique_name + "-f", unique_name + "-fm"
+    key = "sstest/" + uuid.uuid4().hex
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    try:
+        with ss.Frames.create(src, (1024, 1024), np.uint8) as fr:
+            fr.publish(np.full((1024, 1024), 1, np.uint8))
+            ex = ss.bridge.export_frames(src, key, a)
+            im = ss.bridge.import_frames(key, mirror, b)
+            try:
+                with ss.Frames.open(mirror) as r:
+                    assert r.shape == (1024, 1024) and r.dtype == np.uint8
+                    until(lambda: r.version > 0, 10, "first frame mirrored")
+                    seen = set()
+                    writer_done = []
+
+                    def write() -> None:
+                        for i in range(2, 200):
+                            fr.publish(np.full((1024, 1024), i % 256, np.uint8))
+                        writer_done.append(True)
+
+                    import threading
+                    t = threading.Thread(target=write)
+                    t.start()
+                    v = r.version
+                    while not writer_done or len(seen) < 2:
+                        try:
+                            v = r.wait(since=v, timeout=2.0)
+                        except TimeoutError:
+                            if writer_done:
+                                break
+                            continue
+                        with r.latest() as f:
+                            first = int(f[0, 0])
+                            assert (f == first).all(), "a mirrored frame mixes two frames"
+                            seen.add(first)
+                        del f
+                    t.join()
+                    until(lambda: _latest_fill(r) == 199, 10, "the last frame arrives")
+                    assert len(seen) >= 2
+            finally:
+                im.close()
+                ex.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def _latest_fill(r) -> int:
+    with r.latest() as f:
+        v = int(f[0, 0])
+    del f
+    return v
