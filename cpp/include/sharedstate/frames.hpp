@@ -62,6 +62,7 @@
 
 #include "detail/lifetime.hpp"
 #include "detail/os.hpp"
+#include "detail/wait_source.hpp"
 #include "error.hpp"
 #include "format.hpp"
 #include "frames_format.hpp"
@@ -400,6 +401,14 @@ public:
                                 uint64_t(spin.count()), intr))
             fail(errc::timeout, "wait on frames '" + name_ + "': no frame after version " + std::to_string(since));
         return v;
+    }
+
+    // What a WaitSet needs (detail/wait_source.hpp): the version, exactly as a state's.
+    detail::WaitSource wait_source() const {
+        check_open();
+        auto* h = h_;
+        return detail::version_source(this, "frames '" + name_ + "'", futex_word(), &h->waiters, wake_, map_,
+                                      [h] { return h->latest.load(std::memory_order_seq_cst) >> fformat::kSlotBits; });
     }
 
     // ------------------------------------------------------------ facts
