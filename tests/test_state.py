@@ -125,7 +125,8 @@ def test_create_from_ctypes_and_open_reads_layout_from_header(unique_name):
         st.write(t=1.25, xyz=(1, 2, 3), id=7)
         with ss.SharedState.open(unique_name) as other:
             assert other.layout == ss.Layout.from_ctypes(Pose)
-            assert other.read() == (1.25, (1.0, 2.0, 3.0), 7)
+            snap = other.read()  # array fields are numpy arrays
+            assert (snap.t, snap.xyz.tolist(), snap.id) == (1.25, [1.0, 2.0, 3.0], 7)
             assert other.layout.size == ctypes.sizeof(Pose)
 
 

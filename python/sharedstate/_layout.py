@@ -169,7 +169,8 @@ class Layout:
             if f.count <= 1 or f.kind in ("S", "V"):
                 infos.append(None)
                 continue
-            sub = dt.fields[f.name][0] if dt.names and f.name in dt.names else None
+            fields = dt.fields
+            sub = fields[f.name][0] if fields is not None and f.name in fields else None
             if sub is not None and sub.subdtype is not None:
                 base, shape = sub.subdtype
             else:
