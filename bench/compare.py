@@ -665,7 +665,8 @@ def markdown(res):
         L.append(f"| {t['target']} | {fmt(t['measured'])} | {fmt(t['pooled'])} | {t['limit']} | **{t['status']}** |")
     L += ["", "measured: the median over rounds of the ratio within each round (rounds interleave the "
           "mechanisms, so each ratio pairs figures taken seconds apart); pooled: the ratio of the figures over "
-          "all rounds (the tables below).", ""]
+          "all rounds (the tables below); for the array-payload and C++ ratio rows, the ratio of the fastest "
+          "rounds (min/min).", ""]
 
     acc = res.get("access")
     if acc:

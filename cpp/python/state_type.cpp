@@ -178,7 +178,10 @@ bool format_fits(const Field& f, const char* fmt, Py_ssize_t itemsize) {
 // 0: not a buffer (the caller takes it as a sequence); -1: a Python error is set.
 int array_buffer(const Field& f, PyObject* o, Py_buffer* view, const char* state) {
     if (!PyObject_CheckBuffer(o)) return 0;
-    if (PyObject_GetBuffer(o, view, PyBUF_RECORDS_RO) != 0) return -1;
+    if (PyObject_GetBuffer(o, view, PyBUF_RECORDS_RO) != 0) {  // an exporter of plain bytes only?
+        PyErr_Clear();
+        if (PyObject_GetBuffer(o, view, PyBUF_SIMPLE) != 0) return -1;
+    }
     const char* why = nullptr;
     if (!format_fits(f, view->format, view->itemsize)) why = "type";
     else if (uint64_t(view->len) != f.nbytes()) why = "size";

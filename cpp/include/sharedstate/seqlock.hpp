@@ -101,15 +101,22 @@ inline void wide_copy(void* dst, const void* src, size_t n64) noexcept {
 inline constexpr bool kWideCopy = false;
 inline void wide_copy(void*, const void*, size_t) noexcept {}
 #endif
-inline constexpr size_t kWideMinWords = 8;  // below one 64-byte block, the word loop
+inline constexpr size_t kWideMinWords = 8;  // up to one 64-byte block, the word loop
+// (The shared side of a wide run starts 16-aligned: slots are 64-aligned, so one leading word
+// at most; 16-byte stores that straddle cache lines would cost a quarter of the speed.)
 
 // n whole words from a slot into private memory (dst needs no alignment).
 inline void load_words(unsigned char* dst, const Word* w, size_t n) noexcept {
     size_t i = 0;
     if constexpr (kWideCopy) {
-        if (n >= kWideMinWords) {
-            wide_copy(dst, w, n / 8);
-            i = n / 8 * 8;
+        if (n > kWideMinWords) {
+            if (reinterpret_cast<uintptr_t>(w) & 8) {  // the shared side 16-aligned: no split lines
+                uint64_t a = w[0].load(std::memory_order_relaxed);
+                std::memcpy(dst, &a, 8);
+                i = 1;
+            }
+            wide_copy(dst + 8 * i, w + i, (n - i) / 8);
+            i += (n - i) / 8 * 8;
         }
     }
     for (; i + 4 <= n; i += 4) {
@@ -130,9 +137,15 @@ inline void load_words(unsigned char* dst, const Word* w, size_t n) noexcept {
 inline void store_words(Word* w, const unsigned char* src, size_t n) noexcept {
     size_t i = 0;
     if constexpr (kWideCopy) {
-        if (n >= kWideMinWords) {
-            wide_copy(w, src, n / 8);
-            i = n / 8 * 8;
+        if (n > kWideMinWords) {
+            if (reinterpret_cast<uintptr_t>(w) & 8) {  // the shared side 16-aligned: no split lines
+                uint64_t a;
+                std::memcpy(&a, src, 8);
+                w[0].store(a, std::memory_order_relaxed);
+                i = 1;
+            }
+            wide_copy(w + i, src + 8 * i, (n - i) / 8);
+            i += (n - i) / 8 * 8;
         }
     }
     for (; i + 4 <= n; i += 4) {
@@ -157,9 +170,13 @@ inline void store_words(Word* w, const unsigned char* src, size_t n) noexcept {
 inline void move_words(Word* d, const Word* s, size_t n) noexcept {
     size_t i = 0;
     if constexpr (kWideCopy) {
-        if (n >= kWideMinWords) {
-            wide_copy(d, s, n / 8);
-            i = n / 8 * 8;
+        if (n > kWideMinWords) {
+            if (reinterpret_cast<uintptr_t>(d) & 8) {  // the shared side 16-aligned: no split lines
+                d[0].store(s[0].load(std::memory_order_relaxed), std::memory_order_relaxed);
+                i = 1;
+            }
+            wide_copy(d + i, s + i, (n - i) / 8);
+            i += (n - i) / 8 * 8;
         }
     }
     for (; i < n; ++i) d[i].store(s[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
