@@ -13,6 +13,15 @@
 
 #include "common.hpp"
 
+// Out of line: the array-field code paths, so that the scalar hot paths stay as they were.
+#if defined(__GNUC__) || defined(__clang__)
+#define SHAREDSTATE_PY_COLD __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define SHAREDSTATE_PY_COLD __declspec(noinline)
+#else
+#define SHAREDSTATE_PY_COLD
+#endif
+
 namespace sharedstate_py {
 namespace {
 
@@ -321,7 +330,7 @@ struct ArrayValues {
 
 // One consistent read of a payload with array fields: each array field straight into its
 // own new buffer, the other fields into buf at their offsets (buf sized for those only).
-bool read_with_arrays(StateCore* s, unsigned char* small, std::unique_ptr<unsigned char[]>& big, unsigned char*& buf,
+SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* small, std::unique_ptr<unsigned char[]>& big, unsigned char*& buf,
                       uint64_t* seq, ArrayValues& arr) {
     const Layout& L = *s->layout;
     const size_t n = L.fields.size();
@@ -485,6 +494,36 @@ Py_ssize_t field_pos(StateCore* s, PyObject* name) {
     return -1;
 }
 
+// An array field given to write() as a buffer: its patch points into the caller's buffer
+// (held until the write is done), or into the staging buffer for a strided one (gathered
+// once). 1: patched; 0: not a buffer (convert it as a sequence); -1: error set. Out of line:
+// the scalar keywords of the controller's hot write path never pay for it.
+template <class Staging>
+SHAREDSTATE_PY_COLD int array_patch(const Field& f, PyObject* value, std::unique_ptr<HeldBuffers>& held, size_t nkw,
+                                    SharedBlock::Patch& patch, Staging& staging, const char* nm) {
+    if (!held) held.reset(new HeldBuffers(nkw));
+    Py_buffer* view = held->next();
+    int r = array_buffer(f, value, view, nm);
+    if (r <= 0) return r;
+    held->keep();
+    if (PyBuffer_IsContiguous(view, 'C')) {
+        patch = SharedBlock::Patch{f.offset, uint32_t(f.nbytes()), static_cast<const unsigned char*>(view->buf)};
+    } else {
+        unsigned char* out = staging() + f.offset;
+        if (PyBuffer_ToContiguous(out, view, view->len, 'C') != 0) return -1;
+        patch = SharedBlock::Patch{f.offset, uint32_t(f.nbytes()), out};
+    }
+    return 1;
+}
+
+// A snapshot's array field read alone (st.field): a read-only numpy array owning its copy.
+SHAREDSTATE_PY_COLD PyObject* array_field_get(StateCore* s, size_t pos, const Field& f) {
+    PyObject* bytes = new_array_bytes(f);
+    if (!bytes) return nullptr;
+    if (!copy_out(s, bytes_data(bytes), f.offset, size_t(f.nbytes()))) { Py_DECREF(bytes); return nullptr; }
+    return wrap_array(s->arrays, pos, bytes);
+}
+
 // write(**fields) or write(values): one atomic update; fields not named keep their value.
 // `values` is a bytes-like object of the whole payload or a sequence of every field.
 PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -550,27 +589,16 @@ PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
     std::vector<SharedBlock::Patch> many;
     SharedBlock::Patch* patches = small_patches;
     if (nkw > 16) { many.resize(size_t(nkw)); patches = many.data(); }
-    HeldBuffers held{size_t(nkw)};
+    std::unique_ptr<HeldBuffers> held;  // made by the first array field given as a buffer
     for (Py_ssize_t k = 0; k < nkw; ++k) {
         Py_ssize_t i = field_pos(s, PyTuple_GET_ITEM(kwnames, k));
         if (i < 0) return nullptr;
         const Field& f = L.fields[size_t(i)];
         PyObject* value = args[nargs + k];
-        if (is_array(f)) {
-            Py_buffer* view = held.next();
-            int r = array_buffer(f, value, view, nm);
+        if (f.count > 1 && is_array(f)) {
+            int r = array_patch(f, value, held, size_t(nkw), patches[k], staging, nm);
             if (r < 0) return nullptr;
-            if (r > 0) {
-                held.keep();
-                if (PyBuffer_IsContiguous(view, 'C')) {
-                    patches[k] = SharedBlock::Patch{f.offset, uint32_t(f.nbytes()), static_cast<const unsigned char*>(view->buf)};
-                } else {  // strided: gathered once into the staging buffer
-                    unsigned char* out = staging() + f.offset;
-                    if (PyBuffer_ToContiguous(out, view, view->len, 'C') != 0) return nullptr;
-                    patches[k] = SharedBlock::Patch{f.offset, uint32_t(f.nbytes()), out};
-                }
-                continue;
-            }
+            if (r > 0) continue;
         }
         unsigned char* out = staging() + f.offset;
         if (!field_from_py(f, value, out, nm)) return nullptr;
@@ -696,12 +724,7 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     if (!check_open(s)) return nullptr;
     const size_t pos = size_t(reinterpret_cast<FieldDescr*>(self)->pos);
     const Field& f = s->layout->fields[pos];
-    if (array_field(s->arrays, pos)) {  // a read-only numpy array that owns its copy
-        PyObject* bytes = new_array_bytes(f);
-        if (!bytes) return nullptr;
-        if (!copy_out(s, bytes_data(bytes), f.offset, size_t(f.nbytes()))) { Py_DECREF(bytes); return nullptr; }
-        return wrap_array(s->arrays, pos, bytes);
-    }
+    if (s->arrays && f.count > 1 && array_field(s->arrays, pos)) return array_field_get(s, pos, f);
     unsigned char small[kStack];
     std::unique_ptr<unsigned char[]> big;
     unsigned char* buf = small;

@@ -182,14 +182,12 @@ inline void move_words(Word* d, const Word* s, size_t n) noexcept {
     for (; i < n; ++i) d[i].store(s[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
-// Copy bytes [off, off+len) of an 8-aligned slot into dst: a partial first word, whole
-// words, a partial last word. (A partial word is loaded whole: the slot is sized in words.)
-inline void load_range(unsigned char* dst, const unsigned char* slot, size_t off, size_t len) noexcept {
-    if (!len) return;
+// The general case of load_range below: a partial first word, whole words, a partial last word.
+inline void load_span(unsigned char* dst, const unsigned char* slot, size_t off, size_t len) noexcept {
     const Word* w = words(slot) + off / 8;
     if (size_t skip = off % 8) {
         uint64_t v = (w++)->load(std::memory_order_relaxed);
-        size_t n = 8 - skip < len ? 8 - skip : len;
+        size_t n = (8 - skip) & 7;  // 1..7, < len here
         std::memcpy(dst, reinterpret_cast<const unsigned char*>(&v) + skip, n);
         dst += n;
         len -= n;
@@ -202,13 +200,26 @@ inline void load_range(unsigned char* dst, const unsigned char* slot, size_t off
     }
 }
 
-// Store bytes [off, off+len) of a slot from src. Words only partly covered keep their other
-// bytes (read-modify-write is safe: the writer lock excludes other writers, readers never store).
-inline void store_range(unsigned char* slot, const unsigned char* src, size_t off, size_t len) noexcept {
-    if (!len) return;
+// Copy bytes [off, off+len) of an 8-aligned slot into dst. A range within one word (a scalar
+// field: the hot case) is one load; longer ones go through load_span. (A partial word is
+// loaded whole: the slot is sized in words.)
+inline void load_range(unsigned char* dst, const unsigned char* slot, size_t off, size_t len) noexcept {
+    if (off % 8 + len <= 8) {
+        if (!len) return;
+        uint64_t v = words(slot)[off / 8].load(std::memory_order_relaxed);
+        std::memcpy(dst, reinterpret_cast<const unsigned char*>(&v) + off % 8, len & 15);  // & 15: a bound
+        // that the compiler sees (len <= 8 here), so this is an inline move, not a memcpy call
+        return;
+    }
+    load_span(dst, slot, off, len);
+}
+
+// The general case of store_range below. Words only partly covered keep their other bytes
+// (read-modify-write is safe: the writer lock excludes other writers, readers never store).
+inline void store_span(unsigned char* slot, const unsigned char* src, size_t off, size_t len) noexcept {
     Word* w = words(slot) + off / 8;
     if (size_t skip = off % 8) {
-        size_t n = 8 - skip < len ? 8 - skip : len;
+        size_t n = (8 - skip) & 7;  // 1..7, < len here
         uint64_t v = w->load(std::memory_order_relaxed);
         std::memcpy(reinterpret_cast<unsigned char*>(&v) + skip, src, n);
         (w++)->store(v, std::memory_order_relaxed);
@@ -222,6 +233,20 @@ inline void store_range(unsigned char* slot, const unsigned char* src, size_t of
         std::memcpy(&v, src + 8 * nw, rest);
         w[nw].store(v, std::memory_order_relaxed);
     }
+}
+
+// Store bytes [off, off+len) of a slot from src: within one word, one read-modify-write
+// (none for a whole word); longer ranges through store_span.
+inline void store_range(unsigned char* slot, const unsigned char* src, size_t off, size_t len) noexcept {
+    if (off % 8 + len <= 8) {
+        if (!len) return;
+        Word& w = words(slot)[off / 8];
+        uint64_t v = len == 8 ? 0 : w.load(std::memory_order_relaxed);
+        std::memcpy(reinterpret_cast<unsigned char*>(&v) + off % 8, src, len & 15);  // (as in load_range)
+        w.store(v, std::memory_order_relaxed);
+        return;
+    }
+    store_span(slot, src, off, len);
 }
 
 struct Patch {
