@@ -21,6 +21,11 @@
 #else
 #define SHAREDSTATE_PY_COLD
 #endif
+#if defined(__GNUC__) || defined(__clang__)
+#define SHAREDSTATE_PY_RARE(x) __builtin_expect(!!(x), 0)
+#else
+#define SHAREDSTATE_PY_RARE(x) (x)
+#endif
 
 namespace sharedstate_py {
 namespace {
@@ -419,7 +424,7 @@ PyObject* state_read(PyObject* self, PyObject*) {
     unsigned char* buf = small;
     uint64_t seq = 0;
     ArrayValues arr;  // array fields: numpy arrays filled by the same consistent read
-    if (s->arrays) {
+    if (SHAREDSTATE_PY_RARE(s->arrays != nullptr)) {
         if (!read_with_arrays(s, small, big, buf, &seq, arr)) return nullptr;
     } else {
         if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
@@ -595,7 +600,7 @@ PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
         if (i < 0) return nullptr;
         const Field& f = L.fields[size_t(i)];
         PyObject* value = args[nargs + k];
-        if (f.count > 1 && is_array(f)) {
+        if (SHAREDSTATE_PY_RARE(f.count > 1) && is_array(f)) {
             int r = array_patch(f, value, held, size_t(nkw), patches[k], staging, nm);
             if (r < 0) return nullptr;
             if (r > 0) continue;
@@ -724,7 +729,8 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     if (!check_open(s)) return nullptr;
     const size_t pos = size_t(reinterpret_cast<FieldDescr*>(self)->pos);
     const Field& f = s->layout->fields[pos];
-    if (s->arrays && f.count > 1 && array_field(s->arrays, pos)) return array_field_get(s, pos, f);
+    if (SHAREDSTATE_PY_RARE(s->arrays != nullptr) && f.count > 1 && array_field(s->arrays, pos))
+        return array_field_get(s, pos, f);
     unsigned char small[kStack];
     std::unique_ptr<unsigned char[]> big;
     unsigned char* buf = small;
