@@ -49,7 +49,7 @@ def _payload(n: int) -> bytes:
 
 def _consistent(s) -> bool:
     return int(s.n) & 0xFFFFFFFF == s.tag and all(v == s.tag for v in (s.fill[0], s.fill[-1], s.fill[2048])) and \
-        len(set(s.fill)) == 1
+        bool((s.fill == s.fill[0]).all())
 
 
 # ------------------------------------------------------------------------------ children
