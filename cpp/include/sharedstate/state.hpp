@@ -505,8 +505,7 @@ public:
     }
     // A consistent copy into out; false with err set (errc::closed, errc::timeout).
     bool read(T& out, ErrorInfo& err) const noexcept {
-        if (!block_.raw() && !block_.closed() && block_.layout().size == sizeof(T) &&
-            block_.latch().template read_fixed<sizeof(T)>(&out)) {
+        if (block_.latch().template read_fixed<sizeof(T)>(&out)) {  // see read() below
             err.clear();
             return true;
         }
