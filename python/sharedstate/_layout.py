@@ -69,7 +69,7 @@ class Layout:
     _dtype: Optional[np.dtype]
     _snapshot: Optional[type]
 
-    def __init__(self, fields: Iterable[Tuple[str, Any]], *, align: bool = True) -> None:
+    def __init__(self, fields: Iterable[Tuple[Any, ...]], *, align: bool = True) -> None:
         dt = np.dtype(list(fields), align=align)
         other = Layout.from_dtype(dt)
         self.fields, self.size, self.align = other.fields, other.size, other.align

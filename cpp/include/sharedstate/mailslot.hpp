@@ -32,6 +32,8 @@ struct MailslotInfo {
 
 inline constexpr uint32_t kMailslotDefaultMaxMessage = 64 * 1024;
 inline constexpr uint64_t kMailslotDefaultCapacity = uint64_t(1) << 20;
+// Linux: the Queue segment behind the mailslot NAME is NAME + this (docs/FORMAT.md).
+inline constexpr char kMailslotSegmentSuffix[] = ".mailslot";
 
 }  // namespace sharedstate
 
@@ -53,7 +55,7 @@ using MailslotWriter = detail::Win32MailslotWriter;
 namespace detail {
 inline std::string mailslot_segment(const std::string& name) {
     split_name(name, "mailslot");  // validates: ValueError before any OS call
-    return name + ".mailslot";
+    return name + kMailslotSegmentSuffix;
 }
 }  // namespace detail
 

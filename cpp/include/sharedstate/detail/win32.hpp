@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../error.hpp"
 #include "../name.hpp"
@@ -207,6 +208,9 @@ public:
         return true;
     }
     static bool held(const std::string& name) { return exists(name); }
+    // A held section cannot go away or be replaced; Windows does not say who holds it.
+    bool still_named() const { return h_ != nullptr; }
+    bool holders(std::vector<uint32_t>& pids) const { pids.clear(); return false; }
 
     const std::string& name() const { return name_; }
 
