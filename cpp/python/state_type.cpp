@@ -257,16 +257,16 @@ bool field_from_py(const Field& f, PyObject* o, unsigned char* out, const char* 
 // array field crosses once from the caller's memory into each copy (no staging copy).
 // (Py_buffer structs are not moved once filled: the exporter may know their address.)
 struct HeldBuffers {
-    Py_buffer small[4];
+    Py_buffer inline_views[4];
     std::unique_ptr<Py_buffer[]> many;
     size_t cap = 4, n = 0;
     explicit HeldBuffers(size_t want) {
         if (want > 4) { many.reset(new Py_buffer[want]); cap = want; }
     }
-    Py_buffer* next() { return many ? &many[n] : &small[n]; }  // n < cap: one per field
+    Py_buffer* next() { return many ? &many[n] : &inline_views[n]; }  // n < cap: one per field
     void keep() { ++n; }
     ~HeldBuffers() {
-        for (size_t i = 0; i < n; ++i) PyBuffer_Release(many ? &many[i] : &small[i]);
+        for (size_t i = 0; i < n; ++i) PyBuffer_Release(many ? &many[i] : &inline_views[i]);
     }
     HeldBuffers(const HeldBuffers&) = delete;
     HeldBuffers& operator=(const HeldBuffers&) = delete;
@@ -335,7 +335,7 @@ struct ArrayValues {
 
 // One consistent read of a payload with array fields: each array field straight into its
 // own new buffer, the other fields into buf at their offsets (buf sized for those only).
-SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* small, std::unique_ptr<unsigned char[]>& big, unsigned char*& buf,
+SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* stack_buf, std::unique_ptr<unsigned char[]>& big, unsigned char*& buf,
                       uint64_t* seq, ArrayValues& arr) {
     const Layout& L = *s->layout;
     const size_t n = L.fields.size();
@@ -349,7 +349,7 @@ SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* small, st
             need = size_t(f.offset + f.nbytes());
         }
     }
-    buf = small;
+    buf = stack_buf;
     if (need > kStack) { big.reset(new unsigned char[need]); buf = big.get(); }
     std::vector<detail::Latch::Span> spans(n);
     for (size_t i = 0; i < n; ++i) {
@@ -419,13 +419,13 @@ PyObject* state_read(PyObject* self, PyObject*) {
         return s->last_snap;
     }
     const Layout& L = *s->layout;
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     uint64_t seq = 0;
     ArrayValues arr;  // array fields: numpy arrays filled by the same consistent read
     if (SHAREDSTATE_PY_RARE(s->arrays != nullptr)) {
-        if (!read_with_arrays(s, small, big, buf, &seq, arr)) return nullptr;
+        if (!read_with_arrays(s, stack_buf, big, buf, &seq, arr)) return nullptr;
     } else {
         if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
         if (!copy_out(s, buf, 0, L.size, &seq)) return nullptr;
@@ -543,9 +543,9 @@ PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
     }
     // The staging buffer for converted values, allocated only when a value needs converting
     // (a buffer of the right size and type is patched from where it is).
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = L.size > kStack ? nullptr : small;
+    unsigned char* buf = L.size > kStack ? nullptr : stack_buf;
     auto staging = [&]() -> unsigned char* {
         if (!buf) { big.reset(new unsigned char[L.size]); buf = big.get(); }
         return buf;
@@ -731,9 +731,9 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     const Field& f = s->layout->fields[pos];
     if (SHAREDSTATE_PY_RARE(s->arrays != nullptr) && f.count > 1 && array_field(s->arrays, pos))
         return array_field_get(s, pos, f);
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     size_t n = size_t(f.nbytes());
     if (n > kStack) { big.reset(new unsigned char[n]); buf = big.get(); }
     if (!copy_out(s, buf, f.offset, n)) return nullptr;
@@ -755,9 +755,9 @@ int field_set(PyObject* self, PyObject* obj, PyObject* value) {
     auto* s = reinterpret_cast<StateCore*>(obj);
     if (!check_open(s)) return -1;
     const Field& f = s->layout->fields[size_t(d->pos)];
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     size_t n = size_t(f.nbytes());
     if (n > kStack) { big.reset(new unsigned char[n]); buf = big.get(); }
     Field at0 = f;

@@ -19,23 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "detail/mailslot_types.hpp"
 #include "error.hpp"
 #include "name.hpp"
 #include "wait.hpp"
-
-namespace sharedstate {
-
-struct MailslotInfo {
-    int64_t next_size = -1;  // payload bytes of the next message; -1: none waiting
-    int64_t count = -1;      // messages waiting; -1: the OS cannot tell
-};
-
-inline constexpr uint32_t kMailslotDefaultMaxMessage = 64 * 1024;
-inline constexpr uint64_t kMailslotDefaultCapacity = uint64_t(1) << 20;
-// Linux: the Queue segment behind the mailslot NAME is NAME + this (docs/FORMAT.md).
-inline constexpr char kMailslotSegmentSuffix[] = ".mailslot";
-
-}  // namespace sharedstate
 
 #if defined(_WIN32)
 #include "detail/win32_mailslot.hpp"

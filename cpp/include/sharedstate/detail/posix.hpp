@@ -306,7 +306,7 @@ public:
         }
         void* p = mmap(nullptr, size_t(size), PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd_, 0);
         if (p == MAP_FAILED) { os_error(err, "mmap", name_); return nullptr; }
-        return std::make_shared<Mapping>(p, size_t(size));
+        return std::make_shared<Mapping>(p, size_t(size), &unmap);
     }
 
     // Drop our holder lock; if nobody else holds the object, remove its name.
