@@ -3,7 +3,7 @@
 
     python bench/compare.py            # full run (~10 minutes on a 2-vCPU VM)
     python bench/compare.py --quick    # short run (< 2 minutes)
-    python bench/compare.py --only access,roundtrip   # sections: access, cxx, roundtrip, throughput, torn, arrays
+    python bench/compare.py --only access,roundtrip   # sections: access, cxx, roundtrip, throughput, torn, arrays, frames
 
 Writes bench/results/compare.md, compare.json and roundtrip.png (see bench/README.md).
 Absolute figures drift between runs and machines; the ratios, measured side by side in one
@@ -34,7 +34,7 @@ import peers  # noqa: E402
 from peers import Skip  # noqa: E402
 
 CTX = mp.get_context("fork")
-SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "arrays")
+SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "arrays", "frames")
 
 
 # ================================================================== plumbing
@@ -759,6 +759,9 @@ def markdown(res):
             L.append(f"| {name} | {r['torn']} | {r['torn_pct']:.2f} | {r['changes']} |")
         L += ["", "\"value changes seen\" shows the writer really ran concurrently; on a shared 2-vCPU VM it may not "
               "have run for the whole read loop.", ""]
+    if res.get("frames"):
+        import frames_bench
+        L += [frames_bench.markdown(res["frames"]), ""]
     if res.get("plot"):
         L += [f"![round-trip latency distributions]({Path(res['plot']).name})", ""]
     elif res.get("plot_note"):
@@ -890,6 +893,10 @@ def main(argv=None):
     if "arrays" in only:
         log("array payloads ...")
         res["arrays"] = run_arrays(cfg)
+    if "frames" in only:
+        log("frames ...")
+        import frames_bench  # bench/frames_bench.py: commit -> numpy array, 64 B .. 8 MiB
+        res["frames"] = frames_bench.run(quick=q, cpu_parent=cfg.cpu_parent, cpu_child=cfg.cpu_child, log=log)
     pin_all = set(allowed)
     try:
         os.sched_setaffinity(0, pin_all)
@@ -898,6 +905,9 @@ def main(argv=None):
     res["seconds"] = time.time() - t0
     res["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     res["targets"] = targets(res)
+    if res.get("frames"):
+        import frames_bench
+        res["targets"] += [dict(t, pooled=None, reference="frames section") for t in frames_bench.targets(res["frames"])]
     if samples:
         res["plot"], res["plot_note"] = plot(samples, res["roundtrip"]["rows"], cfg.out / "roundtrip.png")
     md = markdown(res)

@@ -202,3 +202,17 @@ def test_typing_tour_queue_runs():
     r = python("typing_tour_queue.py")
     assert r.returncode == 0, r.stderr
     assert "queue: [b'first', b'second', b'third'] mailslot: (b'hello', " in r.stdout
+
+
+@needs_cpp
+def test_cpp_frames_writer_python_reader(build, unique_name):
+    game = start([build("frames_writer"), unique_name, 1.5, 60, "320x240"])
+    try:
+        r = python("frames_reader.py", unique_name)
+    finally:
+        out = finish(game)
+    assert r.returncode == 0, r.stdout + r.stderr
+    last = r.stdout.splitlines()[-1].split()
+    assert last[0] == "frames_reader:" and int(last[1]) >= 10 and last[1] == last[6], r.stdout  # every frame whole
+    assert "(240, 320, 4) uint8" in r.stdout
+    assert out.startswith("frames_writer: ")

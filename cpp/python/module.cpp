@@ -14,6 +14,7 @@ PyObject* WrongKindError = nullptr;
 void bind_state(py::module_& m);     // state_type.cpp
 void bind_queue(py::module_& m);     // bind_queue.cpp
 void bind_channels(py::module_& m);  // bind_channels.cpp
+void bind_frames(py::module_& m);    // bind_frames.cpp
 void bind_peek(py::module_& m);      // bind_peek.cpp
 
 static void set_os_error(int code, const char* msg, bool windows) {
@@ -118,5 +119,6 @@ PYBIND11_MODULE(_core, m) {
     bind_state(m);
     bind_queue(m);
     bind_channels(m);
+    bind_frames(m);
     bind_peek(m);
 }

@@ -9,6 +9,7 @@ from . import _core
 from ._core import CorruptSegmentError, LayoutMismatchError, WrongKindError
 from ._layout import CONTROLLER, FieldSpec, Layout
 from ._state import SharedState
+from ._frames import Frames
 from ._queue import *  # noqa: F401,F403
 from ._channels import *  # noqa: F401,F403
 from . import _queue, _channels
@@ -16,6 +17,6 @@ from . import _queue, _channels
 __version__ = getattr(_core, "__version__", "0")
 
 __all__ = [
-    "CONTROLLER", "CorruptSegmentError", "FieldSpec", "Layout", "LayoutMismatchError",
+    "CONTROLLER", "CorruptSegmentError", "FieldSpec", "Frames", "Layout", "LayoutMismatchError",
     "SharedState", "WrongKindError", *_queue.__all__, *_channels.__all__,
 ]

@@ -505,8 +505,10 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run
-    return run(seconds=args.seconds, rate=args.rate, name=args.name)
+    from ._demo import run, run_frames
+    if args.frames:
+        return run_frames(seconds=args.seconds, rate=60.0 if args.rate is None else args.rate, name=args.name)
+    return run(seconds=args.seconds, rate=1000.0 if args.rate is None else args.rate, name=args.name)
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -572,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cleanup)
     d = sub.add_parser("demo", help="run the C++ game-side simulator and read it live from Python")
     d.add_argument("--seconds", type=float, default=3.0)
-    d.add_argument("--rate", type=float, default=1000.0, help="simulator writes per second")
+    d.add_argument("--rate", type=float, default=None, help="simulator writes per second (default 1000; frames: 60)")
+    d.add_argument("--frames", action="store_true", help="1920x1080 RGBA frames through sharedstate.Frames instead")
     d.add_argument("--name", default=None, help="segment name (default: a unique one)")
     d.set_defaults(func=cmd_demo)
     return p

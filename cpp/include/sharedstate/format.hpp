@@ -32,7 +32,8 @@ inline constexpr uint64_t magic_of(const char (&s)[9]) {
 }
 inline constexpr uint64_t kStateMagic = magic_of("SHSTATE1");
 inline constexpr uint64_t kQueueMagic = magic_of("SHQUEUE1");
-enum SegmentKind : uint16_t { kState = 1, kQueue = 2 };
+inline constexpr uint64_t kFramesMagic = magic_of("SHFRAME1");  // frames.hpp / frames_format.hpp
+enum SegmentKind : uint16_t { kState = 1, kQueue = 2, kFrames = 3 };
 
 // Bytes 0..63: written once by the creator; `magic` last, with release, so that an opener
 // that sees the magic (acquire) sees a complete header.
@@ -201,6 +202,7 @@ inline bool validate_state(const unsigned char* base, uint64_t mapped, const std
     const auto* h = reinterpret_cast<const StateHeader*>(base);
     uint64_t magic = h->pre.magic.load(std::memory_order_acquire);
     if (magic == kQueueMagic) return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate Queue, not a SharedState");
+    if (magic == kFramesMagic) return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate Frames, not a SharedState");
     if (magic != kStateMagic) return corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
                                                  : "not a sharedstate segment (bad magic)");
     Preamble p;

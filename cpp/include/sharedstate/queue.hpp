@@ -175,6 +175,8 @@ inline bool validate(const unsigned char* base, uint64_t mapped, const std::stri
     uint64_t magic = h->pre.magic.load(std::memory_order_acquire);
     if (magic == format::kStateMagic)
         return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate SharedState, not a Queue");
+    if (magic == format::kFramesMagic)
+        return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate Frames, not a Queue");
     if (magic != format::kQueueMagic)
         return corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
                            : "not a sharedstate segment (bad magic)");

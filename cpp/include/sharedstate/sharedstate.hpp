@@ -4,6 +4,7 @@
 #include "layout.hpp"
 #include "state.hpp"
 #include "queue.hpp"
+#include "frames.hpp"
 #include "mailslot.hpp"
 #include "pipe.hpp"
 #include "semaphore.hpp"

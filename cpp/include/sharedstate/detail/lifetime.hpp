@@ -18,8 +18,8 @@ inline bool nap(const Deadline& d) {
     return true;
 }
 
-// Removes the sharedstate segment NAME (a state or a queue: both keep magic and flags at the
-// same offsets, see queue.hpp) if no process holds it and it is not persistent. Anything
+// Removes the sharedstate segment NAME (a state, a queue or frames: all keep magic and flags at
+// the same offsets, see queue.hpp and frames_format.hpp) if no process holds it and it is not persistent. Anything
 // that is not ours, or that someone holds, is left alone. True if removed.
 inline bool remove_stale_segment(const std::string& name) {
     if (os::SegmentFile::held(name)) return false;
@@ -33,7 +33,8 @@ inline bool remove_stale_segment(const std::string& name) {
     if (err) return false;
     const auto* p = reinterpret_cast<const format::Preamble*>(m->data());
     uint64_t magic = p->magic.load(std::memory_order_acquire);
-    if (magic != format::kStateMagic && magic != format::kQueueMagic) return false;  // not ours
+    if (magic != format::kStateMagic && magic != format::kQueueMagic && magic != format::kFramesMagic)
+        return false;  // not ours
     if (p->flags & format::kFlagPersistent) return false;
     m.reset();
     return f.close(true);

@@ -1,0 +1,227 @@
+// Frames bindings: `_core.FramesCore` (the handle), `_core.FrameLoan` (a writable buffer over
+// a loaned slot) and `_core.FramePin` (a read-only buffer over a pinned frame). No frames
+// logic lives here. Free-threading: a FramesCore owns its C++ Frames through a shared_ptr
+// read under a per-object mutex; every call works on its own copy, so close() from another
+// thread gives the clear "closed" error, never a use-after-free. A FramePin is immutable
+// after construction and unpins when it is destroyed (numpy arrays over it keep it alive,
+// and through its View the mapping, never the holder lock);
+// a FrameLoan serializes its few calls with its own mutex. GIL released on every wait.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <sharedstate/frames.hpp>
+
+#include "common.hpp"
+
+namespace sharedstate_py {
+namespace {
+
+using sharedstate::Field;
+using sharedstate::FrameSpec;
+using sharedstate::Frames;
+using sharedstate::Kind;
+using sharedstate::Layout;
+
+// (name, kind, itemsize, offset, count) tuples <-> Layout (the same convention as the state).
+Layout element_from(const py::sequence& fields, uint32_t size, uint32_t align) {
+    Layout L;
+    L.size = size;
+    L.align = align;
+    for (auto item : fields) {
+        auto t = item.cast<py::tuple>();
+        if (t.size() != 5) throw py::value_error("field spec is (name, kind, itemsize, offset, count)");
+        Field f;
+        f.name = t[0].cast<std::string>();
+        std::string k = t[1].cast<std::string>();
+        if (k.size() != 1) throw py::value_error("field kind is one letter");
+        f.kind = Kind(k[0]);
+        f.itemsize = t[2].cast<uint8_t>();
+        f.offset = t[3].cast<uint32_t>();
+        f.count = t[4].cast<uint32_t>();
+        L.fields.push_back(f);
+    }
+    return L;
+}
+
+py::list element_to(const Layout& L) {
+    py::list out;
+    for (const Field& f : L.fields)
+        out.append(py::make_tuple(f.name, std::string(1, char(f.kind)), int(f.itemsize), f.offset, f.count));
+    return out;
+}
+
+struct PyFrames {
+    mutable std::mutex m;
+    std::shared_ptr<Frames> f;
+    std::string name;
+
+    std::shared_ptr<Frames> get() const {
+        std::lock_guard<std::mutex> g(m);
+        if (!f) throw py::value_error("frames '" + name + "' is closed");
+        return f;
+    }
+};
+
+struct FrameLoan {
+    std::mutex m;
+    std::shared_ptr<Frames> f;  // declared first: destroyed after the loan
+    Frames::Loan loan;
+};
+
+// Holds the pin only (the View keeps its own share of the mapping), not the Frames: an array
+// kept alive after its block must not keep the segment's holder lock, so close() still
+// removes the name when this was the last holder, as SharedState views allow.
+struct FramePin {
+    Frames::View view;
+};
+
+std::unique_ptr<PyFrames> wrap(Frames&& fr, const std::string& name) {
+    auto p = std::make_unique<PyFrames>();
+    p->f = std::make_shared<Frames>(std::move(fr));
+    p->name = name;
+    return p;
+}
+
+}  // namespace
+
+void bind_frames(py::module_& m) {
+    py::class_<FrameLoan>(m, "FrameLoan", py::buffer_protocol())
+        .def_buffer([](FrameLoan& l) {
+            std::lock_guard<std::mutex> g(l.m);
+            if (!l.loan) throw py::value_error("the frame loan was committed or cancelled");
+            return py::buffer_info(l.loan.data(), 1, py::format_descriptor<uint8_t>::format(), 1,
+                                   {py::ssize_t(l.loan.size())}, {1}, false);
+        })
+        .def("commit", [](FrameLoan& l) {
+            std::lock_guard<std::mutex> g(l.m);
+            return l.loan.commit();
+        }, "Publish the frame; returns its version.")
+        .def("cancel", [](FrameLoan& l) {
+            std::lock_guard<std::mutex> g(l.m);
+            l.loan.cancel();
+        }, "Drop the frame (never published).")
+        .def_property_readonly("version", [](FrameLoan& l) {
+            std::lock_guard<std::mutex> g(l.m);
+            return l.loan.version();
+        })
+        .def("__len__", [](FrameLoan& l) {
+            std::lock_guard<std::mutex> g(l.m);
+            return l.loan.size();
+        });
+
+    py::class_<FramePin>(m, "FramePin", py::buffer_protocol())
+        .def_buffer([](FramePin& p) {
+            return py::buffer_info(const_cast<unsigned char*>(p.view.data()), 1, py::format_descriptor<uint8_t>::format(),
+                                   1, {py::ssize_t(p.view.size())}, {1}, true);
+        })
+        .def_property_readonly("version", [](const FramePin& p) { return p.view.version(); })
+        .def_property_readonly("commit_ns", [](const FramePin& p) { return p.view.commit_ns(); },
+                               "monotonic_ns() of the writer at commit (same clock as _core.monotonic_ns)")
+        .def_property_readonly("slot", [](const FramePin& p) { return p.view.slot(); })
+        .def("__len__", [](const FramePin& p) { return p.view.size(); });
+
+    py::class_<PyFrames>(m, "FramesCore")
+        .def_static("create", [](const std::string& name, std::vector<uint32_t> shape, py::sequence fields,
+                                 uint32_t item_size, uint32_t align, bool scalar, uint32_t readers, bool exist_ok,
+                                 bool persistent) {
+            FrameSpec spec{std::move(shape), element_from(fields, item_size, align), scalar};
+            sharedstate::FramesOptions opt;
+            opt.readers = readers;
+            opt.exist_ok = exist_ok;
+            opt.persistent = persistent;
+            return wrap(without_gil([&] { return Frames::create(name, spec, opt); }), name);
+        })
+        .def_static("open", [](const std::string& name) {
+            return wrap(without_gil([&] { return Frames::open(name); }), name);
+        })
+        .def_static("unlink", [](const std::string& name) { Frames::unlink(name); })
+        .def("spec", [](const PyFrames& self) {
+            auto f = self.get();
+            const FrameSpec& s = f->spec();
+            py::tuple shape(s.shape.size());
+            for (size_t i = 0; i < s.shape.size(); ++i) shape[i] = py::int_(s.shape[i]);
+            return py::make_tuple(shape, element_to(s.element), s.element.size, s.element.align, s.scalar);
+        }, "(shape, fields, item_size, align, scalar)")
+        .def("loan", [](const PyFrames& self, py::object timeout) {
+            auto f = self.get();
+            auto ns = timeout_from(timeout);
+            auto l = std::make_unique<FrameLoan>();
+            l->f = f;
+            l->loan = without_gil([&] { return f->loan(ns, gil_released_interrupt()); });
+            if (!l->loan)  // timeout 0 and another writer holds the lock
+                sharedstate::fail(sharedstate::errc::timeout, "loan of frames '" + f->name() + "': the writer lock is busy");
+            return l;
+        }, py::arg("timeout") = py::none())
+        .def("publish", [](const PyFrames& self, py::buffer data, py::object timeout) {
+            auto f = self.get();
+            auto ns = timeout_from(timeout);
+            Py_buffer view;
+            if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+            struct Release { Py_buffer* v; ~Release() { PyBuffer_Release(v); } } rel{&view};
+            const void* p = view.buf;
+            size_t n = size_t(view.len);
+            return without_gil([&] { return f->publish(p, n, ns, gil_released_interrupt()); });
+        }, py::arg("data"), py::arg("timeout") = py::none())
+        .def("latest", [](const PyFrames& self) {
+            auto f = self.get();
+            auto p = std::make_unique<FramePin>();
+            p->view = f->latest();
+            return p;
+        })
+        .def_property_readonly("version", [](const PyFrames& self) { return self.get()->version(); })
+        .def("wait", [](const PyFrames& self, uint64_t since, py::object timeout, py::object spin) {
+            auto f = self.get();
+            auto ns = timeout_from(timeout);
+            auto sp = spin.is_none() ? std::chrono::nanoseconds(sharedstate::kDefaultSpin)
+                                     : timeout_from(spin, "spin");
+            if (sp.count() < 0) sp = std::chrono::nanoseconds(sharedstate::kDefaultSpin);
+            return without_gil([&] { return f->wait(since, ns, sp, gil_released_interrupt()); });
+        }, py::arg("since"), py::arg("timeout") = py::none(), py::arg("spin") = py::none())
+        .def("info", [](const PyFrames& self) {
+            auto f = self.get();
+            const auto& i = f->info();
+            py::dict d;
+            d["name"] = f->name();
+            d["kind"] = "frames";
+            d["shape"] = py::cast(i.spec.shape);
+            d["frame_bytes"] = i.frame_bytes;
+            d["item_size"] = i.spec.element.size;
+            d["readers"] = i.readers;
+            d["slots"] = i.slot_count;
+            d["segment_size"] = i.segment_size;
+            d["persistent"] = f->persistent();
+            d["creator_pid"] = i.creator_pid;
+            d["created_unix_ns"] = i.created_unix_ns;
+            d["version"] = f->version();
+            d["pins_held"] = f->pins_held();
+            d["recoveries"] = f->recoveries();
+            d["reclaimed"] = f->reclaimed();
+            uint64_t o = f->lock_owner();
+            d["writer_pid"] = o ? py::object(py::int_(o >> 32)) : py::object(py::none());
+            uint64_t lw = f->last_writer();
+            d["last_writer_pid"] = lw ? py::object(py::int_(lw >> 32)) : py::object(py::none());
+            return d;
+        })
+        .def_property_readonly("name", [](const PyFrames& self) { return self.name; })
+        .def_property_readonly("closed", [](const PyFrames& self) {
+            std::lock_guard<std::mutex> g(self.m);
+            return !self.f;
+        })
+        .def("close", [](PyFrames& self) {
+            std::shared_ptr<Frames> last;
+            {
+                std::lock_guard<std::mutex> g(self.m);
+                last = std::move(self.f);
+            }
+            // Closes here unless a call in another thread, a loan or a pinned frame still holds it.
+            without_gil([&] { last.reset(); return 0; });
+        });
+
+    m.def("monotonic_ns", [] { return sharedstate::detail::os::monotonic_ns(); },
+          "The library's monotonic clock in ns (the clock of FramePin.commit_ns), across processes.");
+}
+
+}  // namespace sharedstate_py
