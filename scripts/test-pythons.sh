@@ -36,7 +36,7 @@ L=$(readlink -m "${SHAREDSTATE_PYTHONS_LOGS:-$root/build/pythons/logs}")
 MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
 CHROOT_V=1  # bump when the chroot's package set or layout changes (the next run re-checks it)
 TEST_DEPS='"pytest>=7" "pytest-benchmark>=4" "numpy>=1.22" "pytest-timeout>=2" "hypothesis>=6" "mypy>=1.5"'
-BUILD_DEPS='"scikit-build-core>=0.10" "pybind11>=2.13" ninja'
+BUILD_DEPS='"scikit-build-core>=0.10" "pybind11>=2.13" ninja "cmake>=3.16"'
 t00=$(date +%s)
 say() { echo "[pythons +$(( $(date +%s) - t00 ))s] $*"; }
 want() { [[ " $PYTHONS " == *" $1 "* ]]; }
@@ -95,9 +95,12 @@ prepare_chroot() {
   fi
   mount_chroot
   cp -f /etc/resolv.conf "$R/etc/resolv.conf"
+  local cas_changed=0
   if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then  # the host's extra CAs (pip needs them)
     mkdir -p "$R/usr/local/share/ca-certificates"
-    cp -f /usr/local/share/ca-certificates/*.crt "$R/usr/local/share/ca-certificates/"
+    for f in /usr/local/share/ca-certificates/*.crt; do
+      cmp -s "$f" "$R/usr/local/share/ca-certificates/${f##*/}" || { cp -f "$f" "$R/usr/local/share/ca-certificates/"; cas_changed=1; }
+    done
   fi
   if [ "$(cat "$R/.sharedstate-ready" 2>/dev/null)" != "$CHROOT_V" ]; then
     printf 'deb %s sid main\ndeb-src %s sid main\n' "$MIRROR" "$MIRROR" > "$R/etc/apt/sources.list"
@@ -111,7 +114,8 @@ prepare_chroot() {
     echo "$CHROOT_V" > "$R/.sharedstate-ready"
     say "cache: chroot ready in $(( $(date +%s) - t ))s ($(du -sxh "$R" | cut -f1))"
   fi
-  in_chroot -- "update-ca-certificates >/dev/null 2>&1" || true
+  if [ $cas_changed = 1 ]; then in_chroot -- "update-ca-certificates >/dev/null 2>&1" || true; fi
+  say "cache: chroot mounted ($(( $(date +%s) - t ))s)"
 }
 
 # ------------------------------------------------------------------ cache: free-threaded 3.13
@@ -161,15 +165,16 @@ venv_script='
   else
     "$V/bin/python" -m pip install -q --only-binary=numpy '"$TEST_DEPS $BUILD_DEPS"'
   fi
-  touch "$V/.sharedstate-deps"'
+  echo "$DEPS_KEY" > "$V/.sharedstate-deps"'
+DEPS_KEY="$TEST_DEPS $BUILD_DEPS"  # a venv whose stamp differs gets the deps (re)installed
 prepare_venv() {  # TAG PY VENV (chroot paths for chroot tags)
   local tag=$1 py=$2 v=$3 t=$(date +%s) rc
   case $tag in
-    3.12) [ -f "$v/.sharedstate-deps" ] && return 0
-          PIP_CACHE_DIR=$C/host/pip nice -n "$NICE" bash -c "$venv_script" _ "$py" "$v" > "$L/venv-$tag.log" 2>&1; rc=$? ;;
-    *)    [ -f "$R$v/.sharedstate-deps" ] && return 0
+    3.12) [ "$(cat "$v/.sharedstate-deps" 2>/dev/null)" = "$DEPS_KEY" ] && return 0
+          PIP_CACHE_DIR=$C/host/pip DEPS_KEY=$DEPS_KEY nice -n "$NICE" bash -c "$venv_script" _ "$py" "$v" > "$L/venv-$tag.log" 2>&1; rc=$? ;;
+    *)    [ "$(cat "$R$v/.sharedstate-deps" 2>/dev/null)" = "$DEPS_KEY" ] && return 0
           printf '%s\n' "$venv_script" > "$R/root/venv.sh"
-          in_chroot -- "bash /root/venv.sh $py $v" > "$L/venv-$tag.log" 2>&1; rc=$? ;;
+          in_chroot DEPS_KEY="$DEPS_KEY" -- "bash /root/venv.sh $py $v" > "$L/venv-$tag.log" 2>&1; rc=$? ;;
   esac
   [ $rc = 0 ] || { say "venv $tag failed: $(tail -3 "$L/venv-$tag.log")"; return 1; }
   say "cache: venv $tag ready in $(( $(date +%s) - t ))s"
