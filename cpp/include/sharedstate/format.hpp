@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "error.hpp"
 #include "layout.hpp"
@@ -153,9 +154,9 @@ inline bool valid_field_name(const char* s, size_t n) {
 }
 
 // Parse the field table; every value is bounds-checked, nothing else is trusted.
-inline Layout read_field_table(const unsigned char* base, uint32_t count, uint32_t payload_size, uint32_t align,
-                               const std::string& name) {
-    Layout l;
+inline bool read_field_table(const unsigned char* base, uint32_t count, uint32_t payload_size, uint32_t align,
+                             const std::string& name, Layout& l, ErrorInfo& err) {
+    l = Layout();
     l.size = payload_size;
     l.align = align;
     l.fields.reserve(count);
@@ -164,14 +165,19 @@ inline Layout read_field_table(const unsigned char* base, uint32_t count, uint32
         std::memcpy(&e, base + kFieldsOffset + size_t(i) * sizeof e, sizeof e);
         size_t len = strnlen(e.name, sizeof e.name);
         if (len == 0 || len > kMaxFieldName || !valid_field_name(e.name, len))
-            fail(errc::corrupt_segment, "segment '" + name + "': field " + std::to_string(i) + " has no valid name");
+            return err.set(errc::corrupt_segment, "segment '" + name + "': field " + std::to_string(i) + " has no valid name");
         l.fields.push_back(Field{std::string(e.name, len), Kind(e.kind), e.itemsize, e.offset, e.count});
     }
-    try {
-        l.validate(name);
-    } catch (const Error& ex) {
-        fail(errc::corrupt_segment, std::string("segment '") + name + "': bad field table: " + ex.what());
-    }
+    ErrorInfo bad;
+    if (!l.validate(name, bad))
+        return err.set(errc::corrupt_segment, std::string("segment '") + name + "': bad field table: " + bad.what());
+    return true;
+}
+inline Layout read_field_table(const unsigned char* base, uint32_t count, uint32_t payload_size, uint32_t align,
+                               const std::string& name) {
+    Layout l;
+    ErrorInfo err;
+    if (!read_field_table(base, count, payload_size, align, name, l, err)) fail(err);
     return l;
 }
 
@@ -188,37 +194,44 @@ struct StateInfo {
 
 // Validates the header at `base` against the `mapped` bytes really there. Throws
 // errc::corrupt_segment / wrong_kind with the segment's name; never reads out of bounds.
-inline StateInfo validate_state(const unsigned char* base, uint64_t mapped, const std::string& name) {
-    auto corrupt = [&](const std::string& why) { fail(errc::corrupt_segment, "segment '" + name + "': " + why); };
-    if (mapped < sizeof(StateHeader)) corrupt("truncated (" + std::to_string(mapped) + " bytes, header needs 256)");
+inline bool validate_state(const unsigned char* base, uint64_t mapped, const std::string& name, StateInfo& info,
+                           ErrorInfo& err) {
+    auto corrupt = [&](const std::string& why) { return err.set(errc::corrupt_segment, "segment '" + name + "': " + why); };
+    if (mapped < sizeof(StateHeader)) return corrupt("truncated (" + std::to_string(mapped) + " bytes, header needs 256)");
     const auto* h = reinterpret_cast<const StateHeader*>(base);
     uint64_t magic = h->pre.magic.load(std::memory_order_acquire);
-    if (magic == kQueueMagic) fail(errc::wrong_kind, "segment '" + name + "' is a sharedstate Queue, not a SharedState");
-    if (magic != kStateMagic) corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
+    if (magic == kQueueMagic) return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate Queue, not a SharedState");
+    if (magic != kStateMagic) return corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
                                                  : "not a sharedstate segment (bad magic)");
     Preamble p;
     std::memcpy(static_cast<void*>(&p), base, sizeof p);
-    if (p.version != kVersion) corrupt("format version " + std::to_string(p.version) + ", this library reads 1");
-    if (p.kind != kState) corrupt("kind " + std::to_string(p.kind) + " is not a state");
-    if (p.fields_offset != kFieldsOffset) corrupt("field table offset is not 256");
-    if (p.field_count == 0 || p.field_count > kMaxFields) corrupt("field count out of range");
+    if (p.version != kVersion) return corrupt("format version " + std::to_string(p.version) + ", this library reads 1");
+    if (p.kind != kState) return corrupt("kind " + std::to_string(p.kind) + " is not a state");
+    if (p.fields_offset != kFieldsOffset) return corrupt("field table offset is not 256");
+    if (p.field_count == 0 || p.field_count > kMaxFields) return corrupt("field count out of range");
     uint64_t table_end = kFieldsOffset + uint64_t(p.field_count) * sizeof(FieldEntry);
-    if (p.header_size % kCacheLine || p.header_size < table_end) corrupt("header size inconsistent");
-    if (p.payload_size == 0 || p.payload_size > kMaxPayload) corrupt("payload size out of range");
+    if (p.header_size % kCacheLine || p.header_size < table_end) return corrupt("header size inconsistent");
+    if (p.payload_size == 0 || p.payload_size > kMaxPayload) return corrupt("payload size out of range");
     if (p.slot_stride % kCacheLine || p.slot_stride < p.payload_size || p.slot_stride > kMaxPayload + kCacheLine)
-        corrupt("slot stride inconsistent");
+        return corrupt("slot stride inconsistent");
     uint64_t need = uint64_t(p.header_size) + 2ull * p.slot_stride;
-    if (p.segment_size != need) corrupt("segment size field inconsistent");
-    if (need > mapped) corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(need) + ")");
-    if (header_checksum(base, p.field_count) != p.checksum) corrupt("header checksum mismatch");
-    StateInfo info;
-    info.layout = read_field_table(base, p.field_count, p.payload_size, p.payload_align, name);
+    if (p.segment_size != need) return corrupt("segment size field inconsistent");
+    if (need > mapped) return corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(need) + ")");
+    if (header_checksum(base, p.field_count) != p.checksum) return corrupt("header checksum mismatch");
+    info = StateInfo();
+    if (!read_field_table(base, p.field_count, p.payload_size, p.payload_align, name, info.layout, err)) return false;
     info.header_size = p.header_size;
     info.slot_stride = p.slot_stride;
     info.segment_size = p.segment_size;
     info.flags = p.flags;
     info.creator_pid = p.creator_pid;
     info.created_unix_ns = p.created_unix_ns;
+    return true;
+}
+inline StateInfo validate_state(const unsigned char* base, uint64_t mapped, const std::string& name) {
+    StateInfo info;
+    ErrorInfo err;
+    if (!validate_state(base, mapped, name, info, err)) fail(err);
     return info;
 }
 

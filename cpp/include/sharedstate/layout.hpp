@@ -56,27 +56,33 @@ struct Layout {
 
     // Throws errc::invalid_argument naming `what` and the offending field.
     void validate(const std::string& what) const {
-        auto bad = [&](const std::string& why) { fail(errc::invalid_argument, "layout of '" + what + "': " + why); };
-        if (size == 0) bad("payload size is 0");
-        if (size > kMaxPayload) bad("payload larger than 1 GiB");
-        if (fields.size() > kMaxFields) bad("more than 4096 fields");
-        if (align == 0 || (align & (align - 1)) || align > 64) bad("alignment must be a power of two <= 64");
+        ErrorInfo err;
+        if (!validate(what, err)) fail(err);
+    }
+    // The error-code form: false with err set (errc::invalid_argument).
+    bool validate(const std::string& what, ErrorInfo& err) const {
+        auto bad = [&](const std::string& why) { return err.set(errc::invalid_argument, "layout of '" + what + "': " + why); };
+        if (size == 0) return bad("payload size is 0");
+        if (size > kMaxPayload) return bad("payload larger than 1 GiB");
+        if (fields.size() > kMaxFields) return bad("more than 4096 fields");
+        if (align == 0 || (align & (align - 1)) || align > 64) return bad("alignment must be a power of two <= 64");
         for (size_t i = 0; i < fields.size(); ++i) {
             const Field& f = fields[i];
-            if (f.name.empty() || f.name.size() > kMaxFieldName) bad("field name '" + f.name + "' must be 1..31 bytes");
-            if (f.name.find('\0') != std::string::npos) bad("field name contains NUL");
-            for (size_t j = 0; j < i; ++j) if (fields[j].name == f.name) bad("duplicate field '" + f.name + "'");
+            if (f.name.empty() || f.name.size() > kMaxFieldName) return bad("field name '" + f.name + "' must be 1..31 bytes");
+            if (f.name.find('\0') != std::string::npos) return bad("field name contains NUL");
+            for (size_t j = 0; j < i; ++j) if (fields[j].name == f.name) return bad("duplicate field '" + f.name + "'");
             bool scalar_ok = f.itemsize == 1 || f.itemsize == 2 || f.itemsize == 4 || f.itemsize == 8;
             switch (f.kind) {
-            case Kind::Int: case Kind::UInt: if (!scalar_ok) bad("field '" + f.name + "': bad integer size"); break;
-            case Kind::Float: if (f.itemsize != 4 && f.itemsize != 8) bad("field '" + f.name + "': floats are 4 or 8 bytes"); break;
-            case Kind::Bool: if (f.itemsize != 1) bad("field '" + f.name + "': bools are 1 byte"); break;
-            case Kind::Bytes: case Kind::Void: if (f.itemsize != 1) bad("field '" + f.name + "': bytes have itemsize 1"); break;
-            default: bad("field '" + f.name + "': unknown kind");
+            case Kind::Int: case Kind::UInt: if (!scalar_ok) return bad("field '" + f.name + "': bad integer size"); break;
+            case Kind::Float: if (f.itemsize != 4 && f.itemsize != 8) return bad("field '" + f.name + "': floats are 4 or 8 bytes"); break;
+            case Kind::Bool: if (f.itemsize != 1) return bad("field '" + f.name + "': bools are 1 byte"); break;
+            case Kind::Bytes: case Kind::Void: if (f.itemsize != 1) return bad("field '" + f.name + "': bytes have itemsize 1"); break;
+            default: return bad("field '" + f.name + "': unknown kind");
             }
-            if (f.count == 0) bad("field '" + f.name + "': count 0");
-            if (uint64_t(f.offset) + f.nbytes() > size) bad("field '" + f.name + "' ends past the payload");
+            if (f.count == 0) return bad("field '" + f.name + "': count 0");
+            if (uint64_t(f.offset) + f.nbytes() > size) return bad("field '" + f.name + "' ends past the payload");
         }
+        return true;
     }
 };
 

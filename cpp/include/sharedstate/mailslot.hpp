@@ -66,53 +66,20 @@ public:
     explicit Mailslot(const std::string& name, uint32_t max_message = kMailslotDefaultMaxMessage,
                       uint64_t capacity = kMailslotDefaultCapacity)
         : name_(name) {
-        std::string seg = detail::mailslot_segment(name);
-        if (max_message == 0) max_message = kMailslotDefaultMaxMessage;
-        uint64_t need = qformat::record_size(max_message);
-        if (capacity < need) capacity = need;
-        for (int attempt = 0;; ++attempt) {
-            try {
-                q_ = Queue::create(seg, capacity, max_message);
-                break;
-            } catch (const Error& e) {
-#if !defined(_WIN32)
-                bool exists = e.code() == std::error_code(EEXIST, std::generic_category());
-#else
-                bool exists = false;
-#endif
-                if (!exists || attempt > 3) throw;
-            }
-            // Held by writers of an earlier reader: adopt it if that reader is gone.
-            try {
-                q_ = Queue::open(seg);
-                break;
-            } catch (const Error& e) {
-                if (!e.is(errc::not_found) || attempt > 3) throw;  // removed as stale: create again
-            }
-        }
-        try {
-            // The queue lets threads of one process share the consumer role; a mailslot has
-            // one reader object, so a reader already registered in this process counts too.
-            if (q_.consumer_owner() == detail::os::self_owner()) fail(errc::invalid_argument, "reader in this process");
-            q_.claim_consumer();
-        } catch (const Error&) {
-            uint64_t o = q_.consumer_owner();
-            q_.close();
-            fail(errc::already_exists, "mailslot '" + name + "' already has a reader (pid " +
-                                           std::to_string(detail::os::owner_pid(o)) + ")");
-        }
+        ErrorInfo err;
+        if (!init(name, max_message, capacity, err)) fail(err);
     }
 
     // One whole message. timeout < 0: forever. errc::timeout when none came.
     std::vector<unsigned char> recv(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1),
                                     const Interrupt& intr = {}) {
         check_open();
-        try {
-            return q_.get(timeout, intr);
-        } catch (const Error& e) {
-            if (e.is(errc::timeout)) fail(errc::timeout, "recv from mailslot '" + name_ + "': no message");
-            throw;
+        ErrorInfo err;
+        if (!q_.wait_ready(timeout, intr, &err)) {
+            if (err.is(errc::timeout)) fail(errc::timeout, "recv from mailslot '" + name_ + "': no message");
+            fail(err);
         }
+        return q_.get(timeout, intr);  // a message is ready: no wait
     }
     size_t recv_into(void* buf, size_t cap, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1),
                      const Interrupt& intr = {}) {
@@ -139,6 +106,34 @@ public:
     Queue& queue() noexcept { return q_; }
 
 private:
+    bool init(const std::string& name, uint32_t max_message, uint64_t capacity, ErrorInfo& err) {
+        detail::SplitName sn;
+        if (!detail::split_name(name, "mailslot", sn, err)) return false;  // before any OS call
+        std::string seg = name + ".mailslot";
+        if (max_message == 0) max_message = kMailslotDefaultMaxMessage;
+        uint64_t need = qformat::record_size(max_message);
+        if (capacity < need) capacity = need;
+        for (int attempt = 0;; ++attempt) {
+            q_ = Queue::create(seg, capacity, max_message, err);
+            if (!err) break;
+            bool exists = err.code == std::error_code(EEXIST, std::generic_category());
+            if (!exists || attempt > 3) return false;
+            // Held by writers of an earlier reader: adopt it if that reader is gone.
+            q_ = Queue::open(seg, err);
+            if (!err) break;
+            if (!err.is(errc::not_found) || attempt > 3) return false;  // removed as stale: create again
+        }
+        // The queue lets threads of one process share the consumer role; a mailslot has
+        // one reader object, so a reader already registered in this process counts too.
+        uint64_t o = q_.consumer_owner();
+        if (o == detail::os::self_owner() || !q_.claim_consumer(&err)) {
+            o = q_.consumer_owner();
+            q_.close();
+            return err.set(errc::already_exists, "mailslot '" + name + "' already has a reader (pid " +
+                                                     std::to_string(detail::os::owner_pid(o)) + ")");
+        }
+        return true;
+    }
     void check_open() const {
         if (q_.closed()) fail(errc::closed, "mailslot '" + name_ + "' is closed");
     }
@@ -152,12 +147,12 @@ public:
     // Opens the mailslot NAME for writing: errc::not_found if nobody reads it.
     explicit MailslotWriter(const std::string& name) : name_(name) {
         std::string seg = detail::mailslot_segment(name);
-        try {
-            q_ = Queue::open(seg);
-        } catch (const Error& e) {
-            if (e.code() == std::error_code(ENOENT, std::generic_category()) || e.is(errc::not_found))
+        ErrorInfo err;
+        q_ = Queue::open(seg, err);
+        if (err) {
+            if (err.code == std::error_code(ENOENT, std::generic_category()) || err.is(errc::not_found))
                 fail(errc::not_found, "mailslot '" + name + "': no reader (nobody created it)");
-            throw;
+            fail(err);
         }
         if (!reader_alive(true)) {
             q_.close();
@@ -176,10 +171,9 @@ public:
         if (!reader_alive(false)) broken();
         if (q_.try_put(data, len)) return;
         if (!reader_alive(true)) broken();
-        try {
-            q_.put(data, len, timeout, intr);
-        } catch (const Error& e) {
-            if (!e.is(errc::timeout)) throw;
+        ErrorInfo err;
+        if (!q_.put(data, len, timeout, intr, err)) {
+            if (!err.is(errc::timeout)) fail(err);
             if (!reader_alive(true)) broken();
             fail(errc::timeout, "send to mailslot '" + name_ + "': full (" + std::to_string(q_.used_bytes()) + " of " +
                                     std::to_string(q_.capacity()) + " bytes waiting): the reader is not keeping up");

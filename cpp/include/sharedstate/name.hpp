@@ -18,22 +18,30 @@ struct SplitName {
     std::string base;    // what is left, validated
 };
 
-inline SplitName split_name(const std::string& name, const char* what) {
-    SplitName r;
+// The error-code form: false (err set to errc::bad_name) for a bad name.
+inline bool split_name(const std::string& name, const char* what, SplitName& r, ErrorInfo& err) {
+    r = SplitName();
     if (starts_with(name, "Local\\")) r.prefix = "Local\\";
     else if (starts_with(name, "Global\\")) r.prefix = "Global\\";
     r.base = name.substr(r.prefix.size());
     auto bad = [&](const std::string& why) {
-        fail(errc::bad_name, std::string(what) + " name '" + name + "': " + why);
+        return err.set(errc::bad_name, std::string(what) + " name '" + name + "': " + why);
     };
-    if (r.base.empty()) bad("empty");
-    if (r.base.size() > kMaxName) bad("longer than " + std::to_string(kMaxName) + " bytes");
-    if (r.base == "." || r.base == "..") bad("not a name");
+    if (r.base.empty()) return bad("empty");
+    if (r.base.size() > kMaxName) return bad("longer than " + std::to_string(kMaxName) + " bytes");
+    if (r.base == "." || r.base == "..") return bad("not a name");
     for (char c : r.base) {
-        if (c == '/' || c == '\\') bad("contains '/' or '\\'");
-        if (c == '\0') bad("contains NUL");
-        if (static_cast<unsigned char>(c) < 0x20) bad("contains a control character");
+        if (c == '/' || c == '\\') return bad("contains '/' or '\\'");
+        if (c == '\0') return bad("contains NUL");
+        if (static_cast<unsigned char>(c) < 0x20) return bad("contains a control character");
     }
+    return true;
+}
+
+inline SplitName split_name(const std::string& name, const char* what) {
+    SplitName r;
+    ErrorInfo err;
+    if (!split_name(name, what, r, err)) fail(err);
     return r;
 }
 

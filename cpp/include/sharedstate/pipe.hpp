@@ -41,9 +41,11 @@ inline constexpr size_t kDefaultMaxMessage = size_t(64) << 20;      // 64 MiB
 inline constexpr size_t kLargestMaxMessage = (size_t(1) << 31) - 1;  // Win32 I/O sizes are DWORDs
 
 namespace detail {
-inline void check_max_message(size_t m, const std::string& name) {
+inline bool check_max_message(size_t m, const std::string& name, ErrorInfo* err = nullptr) {
     if (m > kLargestMaxMessage)
-        fail(errc::invalid_argument, "pipe '" + name + "': max_message " + std::to_string(m) + " exceeds " + std::to_string(kLargestMaxMessage));
+        return report(err, errc::invalid_argument,
+                      "pipe '" + name + "': max_message " + std::to_string(m) + " exceeds " + std::to_string(kLargestMaxMessage));
+    return true;
 }
 inline Deadline deadline_of(std::chrono::nanoseconds t) { return Deadline::after(t.count()); }
 
@@ -174,13 +176,77 @@ public:
         Impl& p = live();
         if (!p.rmu.try_lock()) return 0;
         std::lock_guard<std::mutex> g(p.rmu, std::adopt_lock);
-        try {
-            p.conn.fill(detail::Deadline::after(0), Interrupt{}, false);
-        } catch (const Error& e) {
-            if (e.is(errc::end_of_stream) || e.is(errc::broken_pipe)) return 0;
-            throw;
+        ErrorInfo err;
+        p.conn.fill(detail::Deadline::after(0), Interrupt{}, false, &err);
+        if (err) {
+            if (err.is(errc::end_of_stream) || err.is(errc::broken_pipe)) return 0;
+            fail(err);
         }
         return p.conn.pending_size();
+    }
+
+    // ------------------------------------------------------------ the error-code forms
+    // The same calls, reporting failures in err instead of throwing (error.hpp): not found
+    // (err.not_found(): nobody serving, timeout forever), errc::timeout, errc::closed,
+    // errc::end_of_stream (the peer closed), errc::broken_pipe (it died mid-conversation),
+    // errc::message_too_large, the OS error. A failed connect returns a closed Pipe.
+    static Pipe connect(const std::string& name, nanoseconds timeout, ErrorInfo& err) noexcept {
+        return connect(name, timeout, kDefaultMaxMessage, err);
+    }
+    static Pipe connect(const std::string& name, nanoseconds timeout, size_t max_message, ErrorInfo& err) noexcept {
+        err.clear();
+        detail::SplitName sn;
+        if (!detail::split_name(name, "pipe", sn, err) || !detail::check_max_message(max_message, name, &err)) return Pipe();
+        auto h = detail::os::pipe_connect(name, detail::deadline_of(timeout), Interrupt{}, &err);
+        if (err) return Pipe();
+        auto impl = std::make_unique<Impl>(h, name, max_message, &err);
+        if (err) return Pipe();
+        return Pipe(std::move(impl));
+    }
+    // True when sent (whole).
+    bool send(const void* data, size_t n, nanoseconds timeout, ErrorInfo& err) noexcept {
+        err.clear();
+        Impl* p = live(err);
+        if (!p) return false;
+        if (n > p->max_msg) {
+            return err.set(errc::message_too_large, "pipe '" + p->conn.name() + "': message of " + std::to_string(n) +
+                                                        " bytes exceeds max_message " + std::to_string(p->max_msg));
+        }
+        detail::Deadline dl = detail::deadline_of(timeout);
+        if (!detail::lock_within(p->smu, dl, Interrupt{})) return timed_out(*p, "send", err);
+        std::lock_guard<std::mutex> g(p->smu, std::adopt_lock);
+        if (p->closed.load(std::memory_order_relaxed)) return err.set(errc::closed, "pipe is closed");
+        if (!p->conn.send(static_cast<const unsigned char*>(data), n, dl, Interrupt{}, &err))
+            return err ? false : timed_out(*p, "send", err);
+        return true;
+    }
+    bool send(std::string_view s, nanoseconds timeout, ErrorInfo& err) noexcept { return send(s.data(), s.size(), timeout, err); }
+    // The next message into out; false with err set.
+    bool recv(std::string& out, nanoseconds timeout, ErrorInfo& err) noexcept {
+        return recv_ec(timeout, err, [&](const unsigned char* d, size_t n) {
+            out.assign(reinterpret_cast<const char*>(d), n);
+            return true;
+        });
+    }
+    std::string recv(nanoseconds timeout, ErrorInfo& err) noexcept {
+        std::string out;
+        recv(out, timeout, err);
+        return out;
+    }
+    // Copies the next message into buf: its size, or 0 with err set (a message larger
+    // than cap is errc::message_too_large and stays the next message).
+    size_t recv_into(void* buf, size_t cap, nanoseconds timeout, ErrorInfo& err) noexcept {
+        size_t got = 0;
+        recv_ec(timeout, err, [&](const unsigned char* d, size_t n) {
+            if (n > cap) {
+                return err.set(errc::message_too_large, "pipe '" + name() + "': the next message has " + std::to_string(n) +
+                                                            " bytes, the buffer " + std::to_string(cap));
+            }
+            if (n) std::memcpy(buf, d, n);
+            got = n;
+            return true;
+        });
+        return got;
     }
 
     // Says goodbye to the peer (its recv() then ends with errc::end_of_stream once it has
@@ -213,7 +279,7 @@ public:
 private:
     friend class PipeServer;
     struct Impl {
-        Impl(detail::os::NativePipe h, const std::string& n, size_t m) : conn(h, n, m), max_msg(m) {}
+        Impl(detail::os::NativePipe h, const std::string& n, size_t m, ErrorInfo* err = nullptr) : conn(h, n, m, err), max_msg(m) {}
         detail::os::PipeConn conn;
         std::mutex rmu, smu;
         std::atomic<bool> closed{false};
@@ -232,6 +298,31 @@ private:
     const Impl& live_c() const {
         if (!p_) closed_error();
         return *p_;
+    }
+    Impl* live(ErrorInfo& err) {
+        if (!p_ || p_->closed.load(std::memory_order_relaxed)) {
+            err.set(errc::closed, "pipe is closed");
+            return nullptr;
+        }
+        return p_.get();
+    }
+    static bool timed_out(Impl& p, const char* what, ErrorInfo& err) {
+        return err.set(errc::timeout, "pipe '" + p.conn.name() + "': " + what + " timed out");
+    }
+    // sink(data, n) -> bool: false (err set by it) leaves the message unconsumed.
+    template <class Sink>
+    bool recv_ec(nanoseconds timeout, ErrorInfo& err, Sink&& sink) {
+        err.clear();
+        Impl* p = live(err);
+        if (!p) return false;
+        detail::Deadline dl = detail::deadline_of(timeout);
+        if (!detail::lock_within(p->rmu, dl, Interrupt{})) return timed_out(*p, "recv", err);
+        std::lock_guard<std::mutex> g(p->rmu, std::adopt_lock);
+        if (p->closed.load(std::memory_order_relaxed)) return err.set(errc::closed, "pipe is closed");
+        if (!p->conn.fill(dl, Interrupt{}, true, &err)) return err ? false : timed_out(*p, "recv", err);
+        if (!sink(p->conn.data(), p->conn.size())) return false;
+        p->conn.consume();
+        return true;
     }
     template <class Sink>
     static auto deliver(Impl& p, Sink&& sink) -> decltype(sink(nullptr, size_t(0))) {
@@ -266,6 +357,48 @@ public:
         p->l.create(name);
         p_ = std::move(p);
     }
+    // The error-code form (error.hpp): on failure a closed server and err set (err.exists():
+    // another live server on NAME).
+    PipeServer(const std::string& name, size_t max_message, ErrorInfo& err) noexcept {
+        err.clear();
+        detail::SplitName sn;
+        if (!detail::split_name(name, "pipe", sn, err) || !detail::check_max_message(max_message, name, &err)) return;
+        auto p = std::make_unique<Impl>();
+        p->name = name;
+        p->max_msg = max_message;
+        if (!p->l.create(name, &err)) return;
+        p_ = std::move(p);
+    }
+    PipeServer(const std::string& name, ErrorInfo& err) noexcept : PipeServer(name, kDefaultMaxMessage, err) {}
+    // The next client; a closed Pipe with err set (errc::timeout, errc::closed...) on failure.
+    Pipe accept(nanoseconds timeout, ErrorInfo& err) noexcept {
+        err.clear();
+        if (!p_ || p_->closed.load()) {
+            err.set(errc::closed, "pipe server is closed");
+            return Pipe();
+        }
+        Impl& p = *p_;
+        detail::Deadline dl = detail::deadline_of(timeout);
+        if (!detail::lock_within(p.mu, dl, Interrupt{})) {
+            err.set(errc::timeout, "pipe server '" + p.name + "': accept timed out");
+            return Pipe();
+        }
+        std::lock_guard<std::mutex> g(p.mu, std::adopt_lock);
+        if (p.closed.load()) {
+            err.set(errc::closed, "pipe server '" + p.name + "' is closed");
+            return Pipe();
+        }
+        detail::os::NativePipe h = p.l.accept(dl, Interrupt{}, &err);
+        if (err) return Pipe();
+        if (h == detail::os::kNoPipe) {
+            err.set(errc::timeout, "pipe server '" + p.name + "': accept timed out");
+            return Pipe();
+        }
+        auto impl = std::make_unique<Pipe::Impl>(h, p.name, p.max_msg, &err);
+        if (err) return Pipe();
+        return Pipe(std::move(impl));
+    }
+
     PipeServer(PipeServer&&) noexcept = default;
     PipeServer& operator=(PipeServer&& o) noexcept {
         if (this != &o) { close(); p_ = std::move(o.p_); }

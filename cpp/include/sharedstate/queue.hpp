@@ -168,36 +168,42 @@ struct Info {
 };
 
 // Validates the immutable header against the bytes really mapped. Never reads out of bounds.
-inline Info validate(const unsigned char* base, uint64_t mapped, const std::string& name) {
-    auto corrupt = [&](const std::string& why) { fail(errc::corrupt_segment, "queue '" + name + "': " + why); };
-    if (mapped < kHeaderSize) corrupt("truncated (" + std::to_string(mapped) + " bytes, a queue header needs 320)");
+inline bool validate(const unsigned char* base, uint64_t mapped, const std::string& name, Info& i, ErrorInfo& err) {
+    auto corrupt = [&](const std::string& why) { return err.set(errc::corrupt_segment, "queue '" + name + "': " + why); };
+    if (mapped < kHeaderSize) return corrupt("truncated (" + std::to_string(mapped) + " bytes, a queue header needs 320)");
     const auto* h = reinterpret_cast<const Header*>(base);
     uint64_t magic = h->pre.magic.load(std::memory_order_acquire);
     if (magic == format::kStateMagic)
-        fail(errc::wrong_kind, "segment '" + name + "' is a sharedstate SharedState, not a Queue");
+        return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate SharedState, not a Queue");
     if (magic != format::kQueueMagic)
-        corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
+        return corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
                            : "not a sharedstate segment (bad magic)");
     Preamble p;
     std::memcpy(static_cast<void*>(&p), base, sizeof p);
-    if (p.version != kVersion) corrupt("format version " + std::to_string(p.version) + ", this library reads 1");
-    if (p.kind != format::kQueue) corrupt("kind " + std::to_string(p.kind) + " is not a queue");
-    if (p.header_size != kHeaderSize) corrupt("header size is not 320");
+    if (p.version != kVersion) return corrupt("format version " + std::to_string(p.version) + ", this library reads 1");
+    if (p.kind != format::kQueue) return corrupt("kind " + std::to_string(p.kind) + " is not a queue");
+    if (p.header_size != kHeaderSize) return corrupt("header size is not 320");
     if (!is_pow2(p.capacity) || p.capacity < kMinCapacity || p.capacity > kMaxCapacity)
-        corrupt("capacity " + std::to_string(p.capacity) + " is not a power of two in 256..2^30");
-    if (p.segment_size != uint64_t(p.header_size) + p.capacity) corrupt("segment size field inconsistent");
+        return corrupt("capacity " + std::to_string(p.capacity) + " is not a power of two in 256..2^30");
+    if (p.segment_size != uint64_t(p.header_size) + p.capacity) return corrupt("segment size field inconsistent");
     if (p.segment_size > mapped)
-        corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(p.segment_size) + ")");
-    if (uint64_t(p.max_message) + kRecordHeader > p.capacity) corrupt("max_message larger than the ring");
-    if (p.record_align != kRecordAlign) corrupt("record alignment is not 16");
-    if (checksum(base) != p.checksum) corrupt("header checksum mismatch");
-    Info i;
+        return corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(p.segment_size) + ")");
+    if (uint64_t(p.max_message) + kRecordHeader > p.capacity) return corrupt("max_message larger than the ring");
+    if (p.record_align != kRecordAlign) return corrupt("record alignment is not 16");
+    if (checksum(base) != p.checksum) return corrupt("header checksum mismatch");
+    i = Info();
     i.capacity = p.capacity;
     i.max_message = p.max_message;
     i.flags = p.flags;
     i.creator_pid = p.creator_pid;
     i.created_unix_ns = p.created_unix_ns;
     i.segment_size = p.segment_size;
+    return true;
+}
+inline Info validate(const unsigned char* base, uint64_t mapped, const std::string& name) {
+    Info i;
+    ErrorInfo err;
+    if (!validate(base, mapped, name, i, err)) fail(err);
     return i;
 }
 
@@ -267,31 +273,44 @@ public:
     // (256 .. 1 GiB); `max_message` 0 means the largest that fits: capacity - 16.
     static Queue create(const std::string& name, uint64_t capacity = kDefaultCapacity, uint32_t max_message = 0,
                         QueueOptions opt = {}) {
-        if (capacity > qformat::kMaxCapacity)
-            fail(errc::invalid_argument, "queue '" + name + "': capacity " + std::to_string(capacity) + " over 1 GiB");
+        ErrorInfo err;
+        Queue q = create(name, capacity, max_message, opt, err);
+        if (err) fail(err);
+        return q;
+    }
+    // The error-code forms (error.hpp): on failure a closed queue and err set.
+    static Queue create(const std::string& name, uint64_t capacity, uint32_t max_message, QueueOptions opt,
+                        ErrorInfo& err) noexcept {
+        err.clear();
+        if (capacity > qformat::kMaxCapacity) {
+            err.set(errc::invalid_argument, "queue '" + name + "': capacity " + std::to_string(capacity) + " over 1 GiB");
+            return Queue();
+        }
         uint64_t cap = qformat::round_capacity(capacity);
         uint64_t largest = cap - qformat::kRecordHeader;
         if (max_message == 0) max_message = uint32_t(largest);
-        if (max_message > largest)
-            fail(errc::invalid_argument, "queue '" + name + "': max_message " + std::to_string(max_message) +
-                                             " does not fit a ring of " + std::to_string(cap) + " bytes (at most " +
-                                             std::to_string(largest) + ")");
+        if (max_message > largest) {
+            err.set(errc::invalid_argument, "queue '" + name + "': max_message " + std::to_string(max_message) +
+                                                " does not fit a ring of " + std::to_string(cap) + " bytes (at most " +
+                                                std::to_string(largest) + ")");
+            return Queue();
+        }
         uint64_t seg = qformat::kHeaderSize + cap;
         for (int attempt = 0;; ++attempt) {
-            detail::os::SegmentFile file;
-            try {
-                file = detail::os::SegmentFile::create(name, seg);
-            } catch (const Error& e) {
-                if (!detail::os::is_exists_error(e.code()) || attempt > 3) throw;
-                if (opt.exist_ok) return open(name);
-                if (!remove_stale(name)) throw;
+            detail::os::SegmentFile file = detail::os::SegmentFile::create(name, seg, true, err);
+            if (err) {
+                if (!detail::os::is_exists_error(err.code) || attempt > 3) return Queue();
+                if (opt.exist_ok) return open(name, err);
+                if (!remove_stale(name)) return Queue();
+                err.clear();
                 continue;
             }
             Queue q;
             q.name_ = name;
             q.file_ = std::move(file);
             q.closed_ = false;  // from here a failure closes q, which removes the new name
-            q.map_ = q.file_.map(seg, true);
+            q.map_ = q.file_.map(seg, true, err);
+            if (err) return Queue();
             unsigned char* base = q.map_->data();
             auto* h = reinterpret_cast<qformat::Header*>(base);
             // The segment is zero-filled by the OS: every live word starts at 0.
@@ -312,36 +331,54 @@ public:
             p.checksum = qformat::checksum(base);
             // Publish: an opener that sees the magic (acquire) sees everything above.
             p.magic.store(format::kQueueMagic, std::memory_order_release);
-            q.attach(qformat::validate(base, seg, name));
+            qformat::Info info;
+            if (!qformat::validate(base, seg, name, info, err) || !q.attach(info, err)) return Queue();
             return q;
         }
     }
+    static Queue create(const std::string& name, uint64_t capacity, uint32_t max_message, ErrorInfo& err) noexcept {
+        return create(name, capacity, max_message, QueueOptions{}, err);
+    }
 
     static Queue open(const std::string& name) {
+        ErrorInfo err;
+        Queue q = open(name, err);
+        if (err) fail(err);
+        return q;
+    }
+    static Queue open(const std::string& name, ErrorInfo& err) noexcept {
+        err.clear();
         bool others = true;
-        auto file = detail::os::SegmentFile::open(name, true, true, others);
+        auto file = detail::os::SegmentFile::open(name, true, true, others, err);
+        if (err) return Queue();
         // A creator may be between shm_open and publishing the magic: give it a moment.
         auto waited = detail::Deadline::after(others ? 1000000000 : 0);
-        uint64_t size = file.size();
-        while (size < qformat::kHeaderSize && detail::nap(waited)) size = file.size();
-        if (size < qformat::kHeaderSize)
-            fail(errc::corrupt_segment, "queue '" + name + "': truncated (" + std::to_string(size) +
-                                            " bytes, a queue header needs 320); not a sharedstate Queue?");
+        uint64_t size = file.size(err);
+        while (!err && size < qformat::kHeaderSize && detail::nap(waited)) size = file.size(err);
+        if (err) return Queue();
+        if (size < qformat::kHeaderSize) {
+            err.set(errc::corrupt_segment, "queue '" + name + "': truncated (" + std::to_string(size) +
+                                               " bytes, a queue header needs 320); not a sharedstate Queue?");
+            return Queue();
+        }
         Queue q;
         q.name_ = name;
-        q.map_ = file.map(size, true);
+        q.map_ = file.map(size, true, err);
+        if (err) return Queue();
         q.file_ = std::move(file);
         auto* h = reinterpret_cast<const qformat::Header*>(q.map_->data());
         while (h->pre.magic.load(std::memory_order_acquire) == 0 && detail::nap(waited)) {}
-        qformat::Info info = qformat::validate(q.map_->data(), size, name);
+        qformat::Info info;
+        if (!qformat::validate(q.map_->data(), size, name, info, err)) return Queue();
         if (!others && !(info.flags & qformat::kFlagPersistent)) {
             // Every process that held it has exited: stale, as on Windows it would be gone.
             q.map_.reset();
             q.file_.close(true);
             q.closed_ = true;
-            fail(errc::not_found, "queue '" + name + "' was left behind by processes that have all exited; removed");
+            err.set(errc::not_found, "queue '" + name + "' was left behind by processes that have all exited; removed");
+            return Queue();
         }
-        q.attach(info);
+        if (!q.attach(info, err)) return Queue();
         return q;
     }
 
@@ -537,17 +574,18 @@ public:
     }
 
     // Blocks until the next message is ready to consume (skipping dead producers' records).
-    void wait_ready(std::chrono::nanoseconds timeout, const Interrupt& intr = {}) {
-        check_open();
-        if (!consumer_claimed_) claim_consumer();
+    void wait_ready(std::chrono::nanoseconds timeout, const Interrupt& intr = {}) { wait_ready(timeout, intr, nullptr); }
+    bool wait_ready(std::chrono::nanoseconds timeout, const Interrupt& intr, ErrorInfo* err) {
+        if (!check_open(err)) return false;
+        if (!consumer_claimed_ && !claim_consumer(err)) return false;
         auto keep = map_;
         auto deadline = detail::Deadline::after(timeout.count());
         for (;;) {
             uint64_t blocked = 0;  // position of an unpublished record at head, if any
             if (ready(&blocked)) {
                 // Padding at head: consume it now (a producer may be waiting for those bytes).
-                if (skip_padding()) continue;
-                return;
+                if (skip_padding(err)) continue;
+                return !(err && *err);
             }
             uint64_t slice = blocked ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
             detail::Deadline d = deadline;
@@ -557,14 +595,90 @@ public:
             bool ok = detail::wait_until(&h_->data_seq, h_->data_waiters, data_wake_, done, d, spin_ns_, intr);
             if (ok) continue;
             if (deadline.left() == 0) {
-                fail(errc::timeout, "get from queue '" + name_ + "': " +
-                                        (blocked ? std::string("a producer (pid ") +
-                                                       std::to_string(detail::os::owner_pid(owner_at(blocked))) +
-                                                       ") is still writing the next message"
-                                                 : std::string("empty")));
+                return failure(err, errc::timeout,
+                               "get from queue '" + name_ + "': " +
+                                   (blocked ? std::string("a producer (pid ") +
+                                                  std::to_string(detail::os::owner_pid(owner_at(blocked))) +
+                                                  ") is still writing the next message"
+                                            : std::string("empty")));
             }
-            if (blocked) skip_if_dead(blocked);
+            if (blocked && !skip_if_dead(blocked, err) && err && *err) return false;
         }
+    }
+
+    // ------------------------------------------------------------ the error-code forms
+    // The same calls, reporting failures in err instead of throwing (error.hpp): errc::timeout
+    // (full / empty for all of timeout), errc::message_too_large, errc::closed,
+    // errc::corrupt_segment, errc::invalid_argument (another process consumes)...
+    // True when the message went in.
+    bool put(const void* data, size_t len, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        return put(data, len, timeout, Interrupt{}, err);
+    }
+    // The same with an Interrupt, which may still throw (what it throws passes through).
+    bool put(const void* data, size_t len, std::chrono::nanoseconds timeout, const Interrupt& intr, ErrorInfo& err) {
+        err.clear();
+        if (!check_len(len, &err)) return false;
+        uint64_t pos = 0;
+        Reserved r = reserve(len, pos, kNoWait, {}, &err);
+        if (r == Reserved::error) return false;
+        if (r != Reserved::ok && !reserve_slow(len, timeout, intr, pos, &err)) return false;
+        commit_put(pos, data, len);
+        return true;
+    }
+    bool put(const std::string& s, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        return put(s.data(), s.size(), timeout, err);
+    }
+    // False with err clear when there is no room now.
+    bool try_put(const void* data, size_t len, ErrorInfo& err) noexcept {
+        err.clear();
+        if (!check_len(len, &err)) return false;
+        uint64_t pos = 0;
+        if (reserve(len, pos, kNoWait, {}, &err) != Reserved::ok) return false;
+        commit_put(pos, data, len);
+        return true;
+    }
+    // The next message (empty with err set on failure).
+    std::vector<unsigned char> get(std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        std::vector<unsigned char> out;
+        get(out, timeout, err);
+        return out;
+    }
+    // The next message into out; false with err set on failure.
+    bool get(std::vector<unsigned char>& out, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        uint64_t pos = 0;
+        const unsigned char* p = nullptr;
+        uint32_t n = 0, size = 0;
+        if (!next_message(timeout, err, pos, p, n, size)) return false;
+        out.assign(p, p + n);
+        release_bytes(pos + size, true);
+        return true;
+    }
+    // False with err clear when no message is ready now.
+    bool try_get(std::vector<unsigned char>& out, ErrorInfo& err) noexcept {
+        err.clear();
+        uint64_t pos = 0;
+        const unsigned char* p = nullptr;
+        uint32_t n = 0, size = 0;
+        if (!peek(pos, p, n, size, &err)) return false;
+        out.assign(p, p + n);
+        release_bytes(pos + size, true);
+        return true;
+    }
+    // Copies the next message into buf (cap bytes): its length, or 0 with err set. A message
+    // larger than cap is errc::message_too_large and stays in the queue.
+    size_t get_into(void* buf, size_t cap, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        uint64_t pos = 0;
+        const unsigned char* p = nullptr;
+        uint32_t n = 0, size = 0;
+        if (!next_message(timeout, err, pos, p, n, size)) return 0;
+        if (n > cap) {
+            err.set(errc::message_too_large, "get_into('" + name_ + "'): message of " + std::to_string(n) +
+                                                 " bytes, buffer of " + std::to_string(cap));
+            return 0;
+        }
+        std::memcpy(buf, p, n);
+        release_bytes(pos + size, true);
+        return n;
     }
 
     // ------------------------------------------------------------ facts
@@ -605,20 +719,22 @@ public:
     // Registers this process as the queue's one consumer (done by every consuming call).
     // Another live process already consuming is errc::invalid_argument; a dead one is
     // replaced. The Mailslot's reader holds it from creation to close.
-    void claim_consumer() {
-        check_open();
-        if (consumer_claimed_) return;
+    void claim_consumer() { claim_consumer(nullptr); }
+    bool claim_consumer(ErrorInfo* err) {
+        if (!check_open(err)) return false;
+        if (consumer_claimed_) return true;
         const uint64_t me = detail::os::self_owner();
         uint64_t cur = h_->consumer.load(std::memory_order_acquire);
         for (;;) {
             if (cur == me) break;
             if (cur != 0 && detail::os::owner_alive(cur))
-                fail(errc::invalid_argument, "queue '" + name_ + "' already has a consumer (pid " +
-                                                 std::to_string(detail::os::owner_pid(cur)) +
-                                                 "); one consumer at a time");
+                return failure(err, errc::invalid_argument, "queue '" + name_ + "' already has a consumer (pid " +
+                                                                std::to_string(detail::os::owner_pid(cur)) +
+                                                                "); one consumer at a time");
             if (h_->consumer.compare_exchange_strong(cur, me, std::memory_order_acq_rel)) break;
         }
         consumer_claimed_ = true;
+        return true;
     }
     void release_consumer() noexcept {
         if (!consumer_claimed_ || closed_ || !map_) return;
@@ -635,7 +751,7 @@ public:
         h_ = nullptr;
         ring_ = nullptr;
         map_.reset();
-        try { file_.close(!(info_.flags & qformat::kFlagPersistent)); } catch (...) {}
+        file_.close(!(info_.flags & qformat::kFlagPersistent));  // never throws
     }
 
     const std::shared_ptr<detail::os::Mapping>& mapping() const { check_open(); return map_; }
@@ -655,17 +771,29 @@ private:
         return false;
     }
 
+    // The message at head, waiting up to `timeout` for one: false with err set on failure.
+    bool next_message(std::chrono::nanoseconds timeout, ErrorInfo& err, uint64_t& pos, const unsigned char*& p,
+                      uint32_t& n, uint32_t& size) {
+        err.clear();
+        if (peek(pos, p, n, size, &err)) return true;
+        if (err) return false;
+        if (!wait_ready(timeout, Interrupt{}, &err)) return false;
+        if (peek(pos, p, n, size, &err)) return true;
+        if (!err) err.set(errc::invalid_argument, "queue '" + name_ + "': message vanished (two consumers?)");
+        return false;
+    }
+
     // A queue whose holders all died (and is not persistent) is removed. True if removed.
     static bool remove_stale(const std::string& name) { return detail::remove_stale_segment(name); }
 
-    void attach(const qformat::Info& info) {
+    bool attach(const qformat::Info& info, ErrorInfo& err) {
         info_ = info;
         h_ = reinterpret_cast<qformat::Header*>(map_->data());
         ring_ = map_->data() + qformat::kHeaderSize;
         mask_ = info_.capacity - 1;
-        data_wake_ = detail::os::WakeChannel(name_, 1);
-        space_wake_ = detail::os::WakeChannel(name_, 2);
+        if (!data_wake_.open(name_, 1, err) || !space_wake_.open(name_, 2, err)) return false;
         closed_ = false;
+        return true;
     }
     void move_from(Queue& o) {
         name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
@@ -675,24 +803,38 @@ private:
         blocked_checked_ = o.blocked_checked_; closed_ = o.closed_; consumer_claimed_ = o.consumer_claimed_; view_open_ = o.view_open_;
         o.closed_ = true; o.consumer_claimed_ = false; o.h_ = nullptr; o.ring_ = nullptr;
     }
-    void check_open() const {
-        if (closed_ || !map_) fail(errc::closed, "queue '" + name_ + "' is closed");
-    }
-    void check_len(size_t len) const {
-        check_open();
-        if (len > info_.max_message)
-            fail(errc::message_too_large, "put to queue '" + name_ + "': message of " + std::to_string(len) +
-                                              " bytes, max_message is " + std::to_string(info_.max_message));
-    }
+    void check_open() const { check_open(nullptr); }
+    void check_len(size_t len) const { check_len(len, nullptr); }
     [[noreturn]] void corrupt(const std::string& why) const {
         fail(errc::corrupt_segment, "queue '" + name_ + "': " + why);
     }
+    // The internal error-code convention: with err, record and return false; without, throw.
+    bool corrupt(ErrorInfo* err, const std::string& why) const {
+        if (!err) corrupt(why);
+        return err->set(errc::corrupt_segment, "queue '" + name_ + "': " + why);
+    }
+    bool failure(ErrorInfo* err, errc e, const std::string& why) const {
+        if (!err) fail(e, why);
+        return err->set(e, why);
+    }
+    bool check_open(ErrorInfo* err) const {
+        if (closed_ || !map_) return failure(err, errc::closed, "queue '" + name_ + "' is closed");
+        return true;
+    }
+    bool check_len(size_t len, ErrorInfo* err) const {
+        if (!check_open(err)) return false;
+        if (len > info_.max_message)
+            return failure(err, errc::message_too_large, "put to queue '" + name_ + "': message of " + std::to_string(len) +
+                                                             " bytes, max_message is " + std::to_string(info_.max_message));
+        return true;
+    }
     qformat::Record* rec(uint64_t pos) const { return reinterpret_cast<qformat::Record*>(ring_ + (pos & mask_)); }
 
-    enum class Reserved { ok, full, lock_busy };
+    enum class Reserved { ok, full, lock_busy, error };
 
     // Reserves a record for `len` payload bytes at `pos`.
-    Reserved reserve(size_t len, uint64_t& pos, const detail::Deadline& lock_deadline, const Interrupt& intr) {
+    Reserved reserve(size_t len, uint64_t& pos, const detail::Deadline& lock_deadline, const Interrupt& intr,
+                     ErrorInfo* err = nullptr) {
         const uint64_t me = detail::os::self_owner();
         const uint64_t need = qformat::record_size(len);
         const uint64_t cap = info_.capacity;
@@ -718,7 +860,10 @@ private:
         }
         // Checked before any record header is touched: a position not on a 16-byte boundary
         // would put a header across the ring's end.
-        if (t < hd || t - hd > cap || (hd | t) % qformat::kRecordAlign) corrupt("head/tail out of range");
+        if (t < hd || t - hd > cap || (hd | t) % qformat::kRecordAlign) {
+            corrupt(err, "head/tail out of range");
+            return Reserved::error;
+        }
         if (need > to_end) {
             // Does not fit before the ring's end: fill the rest with a padding record (alone, so
             // that a message as large as the ring waits for the pad to be consumed, not forever).
@@ -776,23 +921,28 @@ private:
     }
 
     uint64_t reserve_slow(size_t len, std::chrono::nanoseconds timeout, const Interrupt& intr) {
+        uint64_t pos = 0;
+        reserve_slow(len, timeout, intr, pos, nullptr);
+        return pos;
+    }
+    bool reserve_slow(size_t len, std::chrono::nanoseconds timeout, const Interrupt& intr, uint64_t& pos, ErrorInfo* err) {
         auto keep = map_;
         auto deadline = detail::Deadline::after(timeout.count());
         const uint64_t need = qformat::record_size(len);
         for (;;) {
-            uint64_t pos = 0;
-            Reserved r = reserve(len, pos, deadline, intr);
-            if (r == Reserved::ok) return pos;
+            Reserved r = reserve(len, pos, deadline, intr, err);
+            if (r == Reserved::ok) return true;
+            if (r == Reserved::error) return false;
             if (r == Reserved::lock_busy) {
                 if (deadline.left() > 0) continue;
-                fail(errc::timeout, "put to queue '" + name_ + "': the reserve lock is held by pid " +
-                                        std::to_string(detail::os::owner_pid(h_->reserve_lock.load())) +
-                                        " (alive; stopped or stuck?)");
+                return failure(err, errc::timeout, "put to queue '" + name_ + "': the reserve lock is held by pid " +
+                                                       std::to_string(detail::os::owner_pid(h_->reserve_lock.load())) +
+                                                       " (alive; stopped or stuck?)");
             }
             if (deadline.left() == 0)
-                fail(errc::timeout, "put to queue '" + name_ + "': full (" + std::to_string(used_bytes()) + " of " +
-                                        std::to_string(info_.capacity) + " bytes used, the message needs " +
-                                        std::to_string(need) + ")");
+                return failure(err, errc::timeout, "put to queue '" + name_ + "': full (" + std::to_string(used_bytes()) +
+                                                       " of " + std::to_string(info_.capacity) +
+                                                       " bytes used, the message needs " + std::to_string(need) + ")");
             // Room for a record (and maybe a padding record before it): at most need + what
             // is left before the ring's end. Checked again under the lock.
             unsigned polls = 0;
@@ -810,10 +960,11 @@ private:
 
     // The record at head, if it is a published message: its payload and record size.
     // Consumes padding on the way. Refuses while a View is open.
-    bool peek(uint64_t& pos, const unsigned char*& payload, uint32_t& len, uint32_t& rec_size) {
-        check_open();
-        if (view_open_) fail(errc::invalid_argument, "queue '" + name_ + "': a get_view() is still open");
-        if (!consumer_claimed_) claim_consumer();
+    // With err: false with err set on failure (false with err clear: nothing ready).
+    bool peek(uint64_t& pos, const unsigned char*& payload, uint32_t& len, uint32_t& rec_size, ErrorInfo* err = nullptr) {
+        if (!check_open(err)) return false;
+        if (view_open_) return failure(err, errc::invalid_argument, "queue '" + name_ + "': a get_view() is still open");
+        if (!consumer_claimed_ && !claim_consumer(err)) return false;
         for (;;) {
             uint64_t hd = h_->head.load(std::memory_order_relaxed);  // only we store it
             // tail_cache_: a tail seen earlier (acquire). Records below it are reserved and
@@ -822,28 +973,29 @@ private:
             if (t <= hd || t - hd > info_.capacity) {
                 t = tail_cache_ = h_->tail.load(std::memory_order_acquire);
                 if (hd == t) return false;
-                if (t < hd || t - hd > info_.capacity || t % qformat::kRecordAlign) corrupt("head/tail out of range");
+                if (t < hd || t - hd > info_.capacity || t % qformat::kRecordAlign) return corrupt(err, "head/tail out of range");
             }
-            if (hd % qformat::kRecordAlign) corrupt("head " + std::to_string(hd) + " is not on a record boundary");
+            if (hd % qformat::kRecordAlign) return corrupt(err, "head " + std::to_string(hd) + " is not on a record boundary");
             qformat::Record* r = rec(hd);
             uint32_t st = r->state.load(std::memory_order_acquire);
             uint32_t size = r->size;
             if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd ||
                 (hd & mask_) + size > info_.capacity)
-                corrupt("record at " + std::to_string(hd) + " has an impossible size " + std::to_string(size));
+                return corrupt(err, "record at " + std::to_string(hd) + " has an impossible size " + std::to_string(size));
             if (st == qformat::kPadding || st == qformat::kCancelled) {
                 release_bytes(hd + size, st == qformat::kCancelled);
                 continue;
             }
             if (st == qformat::kWriting) {
                 // A consumer that only polls (timeout 0) must get past a dead producer too.
-                if (stale_writer(hd)) continue;
+                if (stale_writer(hd, err)) continue;
+                if (err && *err) return false;
                 return false;
             }
-            if (!(st & qformat::kPublished)) corrupt("record at " + std::to_string(hd) + " has a bad state word");
+            if (!(st & qformat::kPublished)) return corrupt(err, "record at " + std::to_string(hd) + " has a bad state word");
             uint32_t n = st & qformat::kLengthMask;
             if (n > size - qformat::kRecordHeader || n > info_.max_message)
-                corrupt("record at " + std::to_string(hd) + " claims " + std::to_string(n) + " bytes");
+                return corrupt(err, "record at " + std::to_string(hd) + " claims " + std::to_string(n) + " bytes");
             pos = hd;
             payload = reinterpret_cast<const unsigned char*>(r) + qformat::kRecordHeader;
             len = n;
@@ -869,7 +1021,7 @@ private:
     }
 
     // Consumes padding records at head. True if it moved head.
-    bool skip_padding() {
+    bool skip_padding(ErrorInfo* err = nullptr) {
         bool moved = false;
         for (;;) {
             uint64_t hd = h_->head.load(std::memory_order_relaxed);
@@ -881,7 +1033,7 @@ private:
             uint32_t size = r->size;
             if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd ||
                 (hd & mask_) + size > info_.capacity)
-                corrupt("padding at " + std::to_string(hd) + " has an impossible size " + std::to_string(size));
+                return corrupt(err, "padding at " + std::to_string(hd) + " has an impossible size " + std::to_string(size));
             release_bytes(hd + size, st == qformat::kCancelled);
             moved = true;
         }
@@ -893,7 +1045,7 @@ private:
     // producer is dead, skip it (never delivered: its payload may be torn).
     // The record at `pos` (head) has been seen "being written": at most every 10 ms, ask
     // whether its producer is alive. True if it was dead and the record is skipped.
-    bool stale_writer(uint64_t pos) {
+    bool stale_writer(uint64_t pos, ErrorInfo* err = nullptr) {
         uint64_t now = detail::os::monotonic_ns();
         if (pos != blocked_pos_) {
             blocked_pos_ = pos;
@@ -902,10 +1054,10 @@ private:
         }
         if (now - blocked_checked_ < kWriterCheckNs) return false;
         blocked_checked_ = now;
-        return skip_if_dead(pos);
+        return skip_if_dead(pos, err);
     }
 
-    bool skip_if_dead(uint64_t pos) {
+    bool skip_if_dead(uint64_t pos, ErrorInfo* err = nullptr) {
         qformat::Record* r = rec(pos);
         if (r->state.load(std::memory_order_acquire) != qformat::kWriting) return false;
         if (detail::os::owner_alive(r->owner)) return false;
@@ -913,7 +1065,7 @@ private:
         uint32_t size = r->size;
         if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || t < pos || size > t - pos ||
             (pos & mask_) + size > info_.capacity)
-            corrupt("record at " + std::to_string(pos) + " has an impossible size " + std::to_string(size));
+            return corrupt(err, "record at " + std::to_string(pos) + " has an impossible size " + std::to_string(size));
         if (h_->head.load(std::memory_order_relaxed) != pos) return false;  // not at head: not ours to skip
         h_->skipped.fetch_add(1, std::memory_order_relaxed);
         release_bytes(pos + size, true);

@@ -79,6 +79,59 @@ public:
         live()->release(n);
     }
 
+    // ------------------------------------------------------------ the error-code forms
+    // The same calls, reporting failures in err instead of throwing (error.hpp): err.exists()
+    // (create: NAME exists), err.not_found() (open: no such semaphore), errc::invalid_argument,
+    // errc::closed, the OS error. A failed create/open returns a closed Semaphore.
+    static Semaphore create(const std::string& name, uint32_t initial, uint32_t maximum, bool persistent,
+                            ErrorInfo& err) noexcept {
+        err.clear();
+        detail::SplitName sn;
+        if (!detail::split_name(name, "semaphore", sn, err)) return Semaphore();
+        if (maximum == 0 || maximum > max_value() || initial > maximum) {
+            err.set(errc::invalid_argument, "semaphore '" + name + "': need 0 <= initial (" + std::to_string(initial) +
+                                                ") <= maximum (" + std::to_string(maximum) + "), 1 <= maximum <= " +
+                                                std::to_string(max_value()));
+            return Semaphore();
+        }
+        auto p = std::make_shared<detail::os::NamedSemaphore>();
+        if (!p->create(name, initial, maximum, persistent, &err)) return Semaphore();
+        Semaphore s;
+        s.name_ = name;
+        s.s_ = std::move(p);
+        return s;
+    }
+    static Semaphore create(const std::string& name, uint32_t initial, ErrorInfo& err) noexcept {
+        return create(name, initial, max_value(), false, err);
+    }
+    static Semaphore open(const std::string& name, bool persistent, ErrorInfo& err) noexcept {
+        err.clear();
+        detail::SplitName sn;
+        if (!detail::split_name(name, "semaphore", sn, err)) return Semaphore();
+        auto p = std::make_shared<detail::os::NamedSemaphore>();
+        if (!p->open(name, persistent, &err)) return Semaphore();
+        Semaphore s;
+        s.name_ = name;
+        s.s_ = std::move(p);
+        return s;
+    }
+    static Semaphore open(const std::string& name, ErrorInfo& err) noexcept { return open(name, false, err); }
+    // True when acquired; false with err set: errc::timeout when the timeout passed.
+    bool acquire(nanoseconds timeout, ErrorInfo& err) noexcept {
+        err.clear();
+        auto p = live(err);
+        if (!p) return false;
+        if (p->acquire(detail::Deadline::after(timeout.count()), Interrupt{}, &err)) return true;
+        if (!err) err.set(errc::timeout, "semaphore '" + name_ + "': acquire timed out");
+        return false;
+    }
+    bool release(uint32_t n, ErrorInfo& err) noexcept {
+        err.clear();
+        if (n == 0) return err.set(errc::invalid_argument, "semaphore '" + name_ + "': release(0)");
+        auto p = live(err);
+        return p && p->release(n, &err);
+    }
+
     void close() noexcept { std::atomic_store(&s_, std::shared_ptr<detail::os::NamedSemaphore>()); }
     bool closed() const noexcept { return !std::atomic_load(&s_); }
 
@@ -93,6 +146,11 @@ private:
     std::shared_ptr<detail::os::NamedSemaphore> live() const {
         auto p = std::atomic_load(&s_);
         if (!p) fail(errc::closed, "semaphore '" + name_ + "' is closed");
+        return p;
+    }
+    std::shared_ptr<detail::os::NamedSemaphore> live(ErrorInfo& err) const {
+        auto p = std::atomic_load(&s_);
+        if (!p) err.set(errc::closed, "semaphore '" + name_ + "' is closed");
         return p;
     }
     std::shared_ptr<detail::os::NamedSemaphore> s_;

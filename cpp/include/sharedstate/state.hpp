@@ -40,21 +40,29 @@ public:
     // Creates the segment NAME with this layout (FileExistsError-style errc if it exists and
     // is in use; a stale one whose holders all died is replaced).
     static SharedBlock create(const std::string& name, const Layout& layout, CreateOptions opt = {}) {
-        layout.validate(name);
+        ErrorInfo err;
+        SharedBlock b = create(name, layout, opt, err);
+        if (err) fail(err);
+        return b;
+    }
+    // The error-code form (error.hpp): on failure a closed block and err set.
+    static SharedBlock create(const std::string& name, const Layout& layout, CreateOptions opt, ErrorInfo& err) noexcept {
+        err.clear();
+        if (!layout.validate(name, err)) return failed();
         auto g = format::state_geometry(layout);
         for (int attempt = 0;; ++attempt) {
-            detail::os::SegmentFile file;
-            try {
-                file = detail::os::SegmentFile::create(name, g.segment_size);
-            } catch (const Error& e) {
-                if (!detail::os::is_exists_error(e.code()) || attempt > 3) throw;
-                if (opt.exist_ok) return open(name, &layout);
-                if (!remove_if_stale(name)) throw;
+            detail::os::SegmentFile file = detail::os::SegmentFile::create(name, g.segment_size, true, err);
+            if (err) {
+                if (!detail::os::is_exists_error(err.code) || attempt > 3) return failed();
+                if (opt.exist_ok) return open(name, &layout, err);
+                if (!remove_if_stale(name)) return failed();
+                err.clear();
                 continue;
             }
             SharedBlock b;
             b.name_ = name;
-            b.map_ = file.map(g.segment_size, true);
+            b.map_ = file.map(g.segment_size, true, err);
+            if (err) return failed();
             b.file_ = std::move(file);
             unsigned char* base = b.map_->data();
             auto* h = reinterpret_cast<format::StateHeader*>(base);
@@ -76,7 +84,9 @@ public:
             p.checksum = format::header_checksum(base, p.field_count);
             // Publish: an opener that sees the magic (acquire) sees everything above.
             p.magic.store(format::kStateMagic, std::memory_order_release);
-            b.attach(format::validate_state(base, g.segment_size, name));
+            format::StateInfo info;
+            if (!format::validate_state(base, g.segment_size, name, info, err) || !b.attach(std::move(info), err))
+                return failed();
             return b;
         }
     }
@@ -84,31 +94,49 @@ public:
     // Opens an existing segment; its layout comes from the header. With `expected`, a
     // different layout is errc::layout_mismatch.
     static SharedBlock open(const std::string& name, const Layout* expected = nullptr) {
+        ErrorInfo err;
+        SharedBlock b = open(name, expected, err);
+        if (err) fail(err);
+        return b;
+    }
+    // The error-code forms (error.hpp): on failure a closed block and err set.
+    static SharedBlock open(const std::string& name, ErrorInfo& err) noexcept { return open(name, nullptr, err); }
+    static SharedBlock open(const std::string& name, const Layout* expected, ErrorInfo& err) noexcept {
+        err.clear();
         bool others = true;
-        auto file = detail::os::SegmentFile::open(name, true, true, others);
+        auto file = detail::os::SegmentFile::open(name, true, true, others, err);
+        if (err) return failed();
         SharedBlock b;
         b.name_ = name;
         // A creator may be between shm_open and publishing the magic: give it a moment.
-        uint64_t size = file.size();
+        uint64_t size = file.size(err);
         auto waited = detail::Deadline::after(others ? 1000000000 : 0);
-        while (size < sizeof(format::StateHeader) && detail::nap(waited)) size = file.size();
-        if (size < sizeof(format::StateHeader))
-            fail(errc::corrupt_segment, "segment '" + name + "': truncated (" + std::to_string(size) +
-                                            " bytes, a header needs 256); not made by sharedstate? (attach_raw reads those)");
-        b.map_ = file.map(size, true);
+        while (!err && size < sizeof(format::StateHeader) && detail::nap(waited)) size = file.size(err);
+        if (err) return failed();
+        if (size < sizeof(format::StateHeader)) {
+            err.set(errc::corrupt_segment, "segment '" + name + "': truncated (" + std::to_string(size) +
+                                               " bytes, a header needs 256); not made by sharedstate? (attach_raw reads those)");
+            return failed();
+        }
+        b.map_ = file.map(size, true, err);
+        if (err) return failed();
         b.file_ = std::move(file);
         auto* h = reinterpret_cast<format::StateHeader*>(b.map_->data());
         while (h->pre.magic.load(std::memory_order_acquire) == 0 && detail::nap(waited)) {}
-        format::StateInfo info = format::validate_state(b.map_->data(), size, name);
+        format::StateInfo info;
+        if (!format::validate_state(b.map_->data(), size, name, info, err)) return failed();
         if (!others && !(info.flags & format::kFlagPersistent)) {
             // Every process that held it has exited: it is stale, as on Windows it would be gone.
             b.map_.reset();
             b.file_.close(true);
-            fail(errc::not_found, "segment '" + name + "' was left behind by processes that have all exited; removed");
+            err.set(errc::not_found, "segment '" + name + "' was left behind by processes that have all exited; removed");
+            return failed();
         }
-        if (expected && *expected != info.layout)
-            fail(errc::layout_mismatch, "segment '" + name + "': " + describe_mismatch(*expected, info.layout));
-        b.attach(std::move(info));
+        if (expected && *expected != info.layout) {
+            err.set(errc::layout_mismatch, "segment '" + name + "': " + describe_mismatch(*expected, info.layout));
+            return failed();
+        }
+        if (!b.attach(std::move(info), err)) return failed();
         return b;
     }
 
@@ -217,6 +245,84 @@ public:
         unlock_and_wake();
     }
 
+    // ------------------------------------------------------------ the error-code forms
+    // The same calls, reporting failures in err instead of throwing (error.hpp).
+    bool read(void* dst, ErrorInfo& err) const noexcept { return read_range(dst, 0, info_.layout.size, err); }
+    bool read_range(void* dst, size_t off, size_t len, ErrorInfo& err) const noexcept {
+        err.clear();
+        if (!check_open(err)) return false;
+        if (raw_) { raw_read(dst, off, len); return true; }
+        if (!latch_.read(dst, off, len))
+            return err.set(errc::timeout, "read of '" + name_ + "': no consistent snapshot after 1M tries (writer storm?)");
+        return true;
+    }
+    uint64_t version(ErrorInfo& err) const noexcept {
+        err.clear();
+        if (!check_open(err)) return 0;
+        if (raw_) { err.set(errc::invalid_argument, "raw segment '" + name_ + "' has no version (no header)"); return 0; }
+        return header()->seq.load(std::memory_order_acquire) >> 1;
+    }
+    // The new version, or 0 with err set (errc::timeout, closed...). timeout < 0: forever.
+    uint64_t wait(uint64_t since, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        err.clear();
+        if (!check_open(err)) return 0;
+        if (raw_) { err.set(errc::invalid_argument, "raw segment '" + name_ + "' has no version to wait on"); return 0; }
+        auto keep = map_;
+        auto* h = header();
+        uint64_t v = 0;
+        auto done = [&] { return (v = h->seq.load(std::memory_order_acquire) >> 1) > since; };
+        if (!detail::wait_until(futex_word(), h->waiters, wake_, done, detail::Deadline::after(timeout.count()),
+                                uint64_t(kDefaultSpin.count()), Interrupt{})) {
+            err.set(errc::timeout, "wait on '" + name_ + "': no write after version " + std::to_string(since));
+            return 0;
+        }
+        return v;
+    }
+    // True when written. False with err set: errc::would_block (lock_timeout 0 and another
+    // writer holds the lock), errc::timeout (it held it for all of lock_timeout), closed...
+    bool write_patches(const Patch* patches, size_t n, std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept {
+        err.clear();
+        if (!check_open(err)) return false;
+        for (size_t i = 0; i < n; ++i)
+            if (uint64_t(patches[i].offset) + patches[i].size > info_.layout.size)
+                return err.set(errc::invalid_argument, "write to '" + name_ + "': patch past the payload");
+        if (raw_) {
+            for (size_t i = 0; i < n; ++i) raw_write(patches[i]);
+            return true;
+        }
+        if (!lock(lock_timeout, err)) return false;
+        latch_.write(patches, n);
+        unlock_and_wake();
+        return true;
+    }
+    bool write(const void* src, ErrorInfo& err) noexcept { return write(src, kDefaultLockTimeout, err); }
+    bool write(const void* src, std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept {
+        Patch p{0, info_.layout.size, static_cast<const unsigned char*>(src)};
+        return write_patches(&p, 1, lock_timeout, err);
+    }
+    // fn(unsigned char* payload_copy) under the writer lock; false with err set as write's.
+    template <class Fn>
+    bool update_bytes(Fn&& fn, std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept(noexcept(fn(nullptr))) {
+        err.clear();
+        if (!check_open(err)) return false;
+        std::vector<unsigned char> buf(info_.layout.size);
+        if (raw_) {
+            raw_read(buf.data(), 0, buf.size());
+            fn(buf.data());
+            raw_write(Patch{0, uint32_t(buf.size()), buf.data()});
+            return true;
+        }
+        if (!lock(lock_timeout, err)) return false;
+        struct Unlock { SharedBlock* b; bool armed = true; ~Unlock() { if (armed) detail::unlock_writer(b->header()->lock_owner); } } guard{this};
+        detail::load_range(buf.data(), latch_.stable_locked(), 0, buf.size());
+        fn(buf.data());
+        Patch p{0, uint32_t(buf.size()), buf.data()};
+        latch_.write(&p, 1);
+        guard.armed = false;
+        unlock_and_wake();
+        return true;
+    }
+
     // ------------------------------------------------------------ lifetime and facts
     // Drops this holder; on Linux the last holder of a non-persistent segment removes it.
     // Zero-copy views (mapping()) stay valid: they keep the mapping alive.
@@ -226,7 +332,7 @@ public:
         map_.reset();
         // Only a segment we validated as ours is ever removed: a foreign or corrupt object
         // that failed open() is left exactly as it was found.
-        try { file_.close(managed_ && !(info_.flags & format::kFlagPersistent)); } catch (...) {}
+        file_.close(managed_ && !(info_.flags & format::kFlagPersistent));  // never throws
     }
     bool closed() const noexcept { return closed_; }
 
@@ -266,13 +372,24 @@ private:
         return "layouts differ";
     }
 
-    void attach(format::StateInfo info) {
+    bool attach(format::StateInfo info, ErrorInfo& err) {
         info_ = std::move(info);
         unsigned char* base = map_->data();
         data_ = base + info_.header_size;
         latch_ = detail::Latch(header(), data_, info_.slot_stride, info_.layout.size);
-        wake_ = detail::os::WakeChannel(name_, 0);
+        if (!wake_.open(name_, 0, err)) return false;
         managed_ = true;
+        return true;
+    }
+    // What a failed error-code create/open returns: closed, holding nothing.
+    static SharedBlock failed() noexcept {
+        SharedBlock b;
+        b.closed_ = true;
+        return b;
+    }
+    bool check_open(ErrorInfo& err) const {
+        if (closed_ || !map_) return err.set(errc::closed, "'" + name_ + "' is closed");
+        return true;
     }
     void move_from(SharedBlock& o) {
         name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
@@ -292,6 +409,19 @@ private:
     bool lock(std::chrono::nanoseconds timeout, const Interrupt& intr) {
         auto r = detail::lock_writer(header()->lock_owner, name_, timeout.count(), intr);
         if (r == detail::LockResult::busy) return false;
+        if (r == detail::LockResult::recovered) {
+            latch_.repair();
+            header()->recoveries.fetch_add(1, std::memory_order_relaxed);
+        }
+        return true;
+    }
+    // The error-code lock: false with err set (would_block when timeout is 0, else timeout).
+    bool lock(std::chrono::nanoseconds timeout, ErrorInfo& err) {
+        auto r = detail::lock_writer(header()->lock_owner, name_, timeout.count(), Interrupt{}, &err);
+        if (r == detail::LockResult::timed_out) return false;
+        if (r == detail::LockResult::busy)
+            return err.set(errc::would_block, "write lock of '" + name_ + "' is held by pid " +
+                                                  std::to_string(detail::os::owner_pid(lock_owner())) + ": busy");
         if (r == detail::LockResult::recovered) {
             latch_.repair();
             header()->recoveries.fetch_add(1, std::memory_order_relaxed);
@@ -360,6 +490,51 @@ public:
         return SharedState(SharedBlock::create(name, layout(), opt));
     }
     static SharedState open(const std::string& name) { return SharedState(SharedBlock::open(name, &layout())); }
+    // The error-code forms (error.hpp): on failure a closed state and err set
+    // (FileExists / not found as err.exists() / err.not_found(), errc::layout_mismatch,
+    // errc::corrupt_segment, errc::wrong_kind, the OS error...).
+    static SharedState create(const std::string& name, CreateOptions opt, ErrorInfo& err) noexcept {
+        return SharedState(SharedBlock::create(name, layout(), opt, err));
+    }
+    static SharedState create(const std::string& name, ErrorInfo& err) noexcept { return create(name, CreateOptions{}, err); }
+    static SharedState open(const std::string& name, ErrorInfo& err) noexcept {
+        return SharedState(SharedBlock::open(name, &layout(), err));
+    }
+    // A consistent copy into out; false with err set (errc::closed, errc::timeout).
+    bool read(T& out, ErrorInfo& err) const noexcept {
+        if (!block_.raw() && !block_.closed() && block_.layout().size == sizeof(T) &&
+            block_.latch().template read_fixed<sizeof(T)>(&out)) {
+            err.clear();
+            return true;
+        }
+        return block_.read(&out, err);
+    }
+    // False with err set: errc::timeout (the writer lock stayed held for lock_timeout),
+    // errc::would_block (lock_timeout 0 and the lock is held), errc::closed...
+    bool write(const T& v, ErrorInfo& err) noexcept { return block_.write(&v, err); }
+    bool write(const T& v, std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept {
+        return block_.write(&v, lock_timeout, err);
+    }
+    template <class Fn>
+    bool update(Fn&& fn, ErrorInfo& err) noexcept(noexcept(fn(std::declval<T&>()))) {
+        return update(std::forward<Fn>(fn), kDefaultLockTimeout, err);
+    }
+    template <class Fn>
+    bool update(Fn&& fn, std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept(noexcept(fn(std::declval<T&>()))) {
+        return block_.update_bytes([&](unsigned char* p) noexcept(noexcept(fn(std::declval<T&>()))) {
+            T v;
+            std::memcpy(&v, p, sizeof v);
+            fn(v);
+            std::memcpy(p, &v, sizeof v);
+        }, lock_timeout, err);
+    }
+    uint64_t version(ErrorInfo& err) const noexcept { return block_.version(err); }
+    // The new version, or 0 with err set (errc::timeout...). timeout < 0: forever.
+    template <class Rep, class Period>
+    uint64_t wait(uint64_t since, std::chrono::duration<Rep, Period> timeout, ErrorInfo& err) noexcept {
+        return block_.wait(since, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout), err);
+    }
+    bool closed() const noexcept { return block_.closed(); }
 
     T read() const {
         T v;

@@ -7,17 +7,19 @@
 #include <cstdint>
 #include <string>
 
+#include "error.hpp"
 #include "wait.hpp"
 
 namespace sharedstate {
 namespace detail {
 
-enum class LockResult { acquired, recovered, busy };
+enum class LockResult { acquired, recovered, busy, timed_out };
 
 // timeout_ns: 0 = try once, < 0 = forever. Acquire ordering: we see the previous holder's
 // writes. `recovered` tells the caller to repair what the dead owner may have left half done.
+// With `err`, a timeout returns `timed_out` and sets *err (errc::timeout) instead of throwing.
 inline LockResult lock_writer(std::atomic<uint64_t>& word, const std::string& name, int64_t timeout_ns,
-                              const Interrupt& intr) {
+                              const Interrupt& intr, ErrorInfo* err) {
     const uint64_t me = os::self_owner();
     uint64_t cur = 0;
     if (word.compare_exchange_strong(cur, me, std::memory_order_acquire, std::memory_order_relaxed))
@@ -40,8 +42,11 @@ inline LockResult lock_writer(std::atomic<uint64_t>& word, const std::string& na
         }
         if (timeout_ns == 0) return LockResult::busy;
         if (deadline.left() == 0) {
-            fail(errc::timeout, "write lock of '" + name + "' is held by pid " + std::to_string(os::owner_pid(cur)) +
-                                    " (alive; stopped or stuck?): timed out waiting for it");
+            std::string msg = "write lock of '" + name + "' is held by pid " + std::to_string(os::owner_pid(cur)) +
+                              " (alive; stopped or stuck?): timed out waiting for it";
+            if (!err) fail(errc::timeout, msg);
+            err->set(errc::timeout, std::move(msg));
+            return LockResult::timed_out;
         }
         if (spins < 200) cpu_relax();
         else {
@@ -49,6 +54,11 @@ inline LockResult lock_writer(std::atomic<uint64_t>& word, const std::string& na
             if ((spins & 31) == 0) intr();
         }
     }
+}
+
+inline LockResult lock_writer(std::atomic<uint64_t>& word, const std::string& name, int64_t timeout_ns,
+                              const Interrupt& intr) {
+    return lock_writer(word, name, timeout_ns, intr, nullptr);
 }
 
 inline void unlock_writer(std::atomic<uint64_t>& word) noexcept { word.store(0, std::memory_order_release); }

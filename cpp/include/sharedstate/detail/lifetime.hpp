@@ -23,21 +23,20 @@ inline bool nap(const Deadline& d) {
 // that is not ours, or that someone holds, is left alone. True if removed.
 inline bool remove_stale_segment(const std::string& name) {
     if (os::SegmentFile::held(name)) return false;
-    try {
-        bool others = true;
-        auto f = os::SegmentFile::open(name, false, true, others);
-        if (others) return false;
-        if (f.size() < sizeof(format::Preamble)) return false;
-        auto m = f.map(sizeof(format::Preamble), false);
-        const auto* p = reinterpret_cast<const format::Preamble*>(m->data());
-        uint64_t magic = p->magic.load(std::memory_order_acquire);
-        if (magic != format::kStateMagic && magic != format::kQueueMagic) return false;  // not ours
-        if (p->flags & format::kFlagPersistent) return false;
-        m.reset();
-        return f.close(true);
-    } catch (const Error&) {
-        return false;
-    }
+    ErrorInfo err;
+    bool others = true;
+    auto f = os::SegmentFile::open(name, false, true, others, err);
+    if (err || others) return false;
+    uint64_t size = f.size(err);
+    if (err || size < sizeof(format::Preamble)) return false;
+    auto m = f.map(sizeof(format::Preamble), false, err);
+    if (err) return false;
+    const auto* p = reinterpret_cast<const format::Preamble*>(m->data());
+    uint64_t magic = p->magic.load(std::memory_order_acquire);
+    if (magic != format::kStateMagic && magic != format::kQueueMagic) return false;  // not ours
+    if (p->flags & format::kFlagPersistent) return false;
+    m.reset();
+    return f.close(true);
 }
 
 }  // namespace detail

@@ -34,7 +34,16 @@ namespace detail {
 namespace os {
 
 [[noreturn]] inline void throw_os(const std::string& call, const std::string& object, int err = errno) {
-    throw Error(std::error_code(err, std::generic_category()), call + "('" + object + "')");
+    fail(std::error_code(err, std::generic_category()), call + "('" + object + "')");
+}
+// The error-code form of throw_os: records the same error, returns false.
+inline bool os_error(ErrorInfo& out, const std::string& call, const std::string& object, int err = errno) {
+    return out.set(std::error_code(err, std::generic_category()), call + "('" + object + "')");
+}
+// With out: os_error; without: throw_os.
+inline bool os_error(ErrorInfo* out, const std::string& call, const std::string& object, int err = errno) {
+    if (!out) throw_os(call, object, err);
+    return os_error(*out, call, object, err);
 }
 
 inline uint64_t monotonic_ns() noexcept {
@@ -150,31 +159,51 @@ public:
     // O_CREAT|O_EXCL, mode 0600, sized and backed (posix_fallocate: a full /dev/shm is an
     // ENOSPC here, not a SIGBUS on first touch). Throws EEXIST as FileExistsError.
     static SegmentFile create(const std::string& name, uint64_t size, bool holder = true) {
+        ErrorInfo err;
+        SegmentFile f = create(name, size, holder, err);
+        if (err) fail(err);
+        return f;
+    }
+    static SegmentFile create(const std::string& name, uint64_t size, bool holder, ErrorInfo& err) {
+        SplitName sn;
+        if (!split_name(name, "segment", sn, err)) return SegmentFile();
         SegmentFile f;
         f.name_ = name;
-        f.path_ = shm_path(name, "segment");
+        f.path_ = "/" + sn.base;
         f.fd_ = shm_open(f.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (f.fd_ < 0) throw_os("shm_open", name);
+        if (f.fd_ < 0) { os_error(err, "shm_open", name); return SegmentFile(); }
         // Hold the shared lock from the first instant: nobody may judge us stale.
-        if (holder && flock(f.fd_, LOCK_SH) != 0) { int e = errno; f.unlink_quiet(); throw_os("flock", name, e); }
+        if (holder && flock(f.fd_, LOCK_SH) != 0) {
+            int e = errno; f.unlink_quiet(); os_error(err, "flock", name, e); return SegmentFile();
+        }
         // fchmod: the mode given to shm_open is filtered by the umask; 0600 is the contract.
         if (fchmod(f.fd_, 0600) != 0 || ftruncate(f.fd_, off_t(size)) != 0) {
-            int e = errno; f.unlink_quiet(); throw_os("ftruncate", name, e);
+            int e = errno; f.unlink_quiet(); os_error(err, "ftruncate", name, e); return SegmentFile();
         }
         int e = posix_fallocate(f.fd_, 0, off_t(size));
-        if (e != 0 && e != EINVAL && e != EOPNOTSUPP) { f.unlink_quiet(); throw_os("posix_fallocate", name, e); }
+        if (e != 0 && e != EINVAL && e != EOPNOTSUPP) {
+            f.unlink_quiet(); os_error(err, "posix_fallocate", name, e); return SegmentFile();
+        }
         return f;
     }
 
     // Opens an existing object. `others` tells whether another process held it at open
     // time (false: its creator and every user are gone, or it is a foreign object).
     static SegmentFile open(const std::string& name, bool writable, bool holder, bool& others) {
+        ErrorInfo err;
+        SegmentFile f = open(name, writable, holder, others, err);
+        if (err) fail(err);
+        return f;
+    }
+    static SegmentFile open(const std::string& name, bool writable, bool holder, bool& others, ErrorInfo& err) {
+        SplitName sn;
+        if (!split_name(name, "segment", sn, err)) return SegmentFile();
         SegmentFile f;
         f.name_ = name;
-        f.path_ = shm_path(name, "segment");
+        f.path_ = "/" + sn.base;
         for (int attempt = 0;; ++attempt) {
             f.fd_ = shm_open(f.path_.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
-            if (f.fd_ < 0) throw_os("shm_open", name);
+            if (f.fd_ < 0) { os_error(err, "shm_open", name); return SegmentFile(); }
             others = true;
             if (!holder) return f;
             // Probe: an exclusive lock succeeds only when no holder is left.
@@ -183,9 +212,10 @@ public:
             // probing with LOCK_EX, which then unlinks: the check below catches that.
             uint64_t t0 = monotonic_ns();
             while (flock(f.fd_, LOCK_SH | LOCK_NB) != 0) {
-                if (errno != EWOULDBLOCK && errno != EINTR) throw_os("flock", name);
+                if (errno != EWOULDBLOCK && errno != EINTR) { os_error(err, "flock", name); return SegmentFile(); }
                 if (monotonic_ns() - t0 > 2000000000ull) {
-                    throw Error(make_error_code(errc::timeout), "flock('" + name + "'): held exclusively for 2 s");
+                    err.set(errc::timeout, "flock('" + name + "'): held exclusively for 2 s");
+                    return SegmentFile();
                 }
                 sleep_ns(50000);
             }
@@ -194,13 +224,19 @@ public:
             if (f.same_as_name()) return f;
             ::close(f.fd_);
             f.fd_ = -1;
-            if (attempt > 100) throw_os("shm_open", name, ENOENT);
+            if (attempt > 100) { os_error(err, "shm_open", name, ENOENT); return SegmentFile(); }
         }
     }
 
     uint64_t size() const {
+        ErrorInfo err;
+        uint64_t n = size(err);
+        if (err) fail(err);
+        return n;
+    }
+    uint64_t size(ErrorInfo& err) const {
         struct stat st;
-        if (fstat(fd_, &st) != 0) throw_os("fstat", name_);
+        if (fstat(fd_, &st) != 0) { os_error(err, "fstat", name_); return 0; }
         return uint64_t(st.st_size);
     }
     uint32_t mode() const {
@@ -210,22 +246,28 @@ public:
     }
 
     std::shared_ptr<Mapping> map(uint64_t size, bool writable) const {
-        if (size == 0) throw Error(make_error_code(errc::corrupt_segment), "mmap('" + name_ + "'): empty segment");
+        ErrorInfo err;
+        auto m = map(size, writable, err);
+        if (err) fail(err);
+        return m;
+    }
+    std::shared_ptr<Mapping> map(uint64_t size, bool writable, ErrorInfo& err) const {
+        if (size == 0) { err.set(errc::corrupt_segment, "mmap('" + name_ + "'): empty segment"); return nullptr; }
         // Reserve every page we may touch: an object another process only ftruncate'd is
         // sparse, and in a full /dev/shm the first touch of a hole is a SIGBUS. Cheap when
         // the creator already reserved it (ours always do); ENOSPC here is a clear error.
         if (writable) {
             int e = posix_fallocate(fd_, 0, off_t(size));
-            if (e != 0 && e != EINVAL && e != EOPNOTSUPP) throw_os("posix_fallocate", name_, e);
+            if (e != 0 && e != EINVAL && e != EOPNOTSUPP) { os_error(err, "posix_fallocate", name_, e); return nullptr; }
         }
         void* p = mmap(nullptr, size_t(size), PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd_, 0);
-        if (p == MAP_FAILED) throw_os("mmap", name_);
+        if (p == MAP_FAILED) { os_error(err, "mmap", name_); return nullptr; }
         return std::make_shared<Mapping>(p, size_t(size));
     }
 
     // Drop our holder lock; if nobody else holds the object, remove its name.
     // Returns true when this call unlinked it.
-    bool close(bool unlink_if_last) {
+    bool close(bool unlink_if_last) noexcept {
         bool unlinked = false;
         if (fd_ >= 0 && unlink_if_last) {
             // flock conversion is not atomic: SH is dropped, then EX is tried. If two
@@ -287,6 +329,7 @@ class WakeChannel {
 public:
     WakeChannel() = default;
     WakeChannel(const std::string& /*segment*/, int /*index*/) {}
+    bool open(const std::string& /*segment*/, int /*index*/, ErrorInfo& /*err*/) { return true; }
 };
 
 // Sleep while *word == expected, at most timeout_ns. Returns false on EINTR (a signal:

@@ -64,28 +64,31 @@ inline bool private_dir_ok(const std::string& dir, struct stat& st) {
 // tmp_only: the /tmp directory even when XDG_RUNTIME_DIR is usable. A client looks there
 // too, so that a server started without XDG_RUNTIME_DIR (a service, cron, another login) is
 // found by a client that has it, and the other way round.
-inline std::string socket_dir(bool create, bool tmp_only = false) {
+inline std::string socket_dir(bool create, bool tmp_only = false, ErrorInfo* err = nullptr) {
     std::string dir;
     struct stat st;
     const char* x = std::getenv("XDG_RUNTIME_DIR");
     if (!tmp_only && x && x[0] == '/' && private_dir_ok(x, st)) dir = std::string(x) + "/sharedstate";
     else dir = "/tmp/sharedstate-" + std::to_string(unsigned(geteuid()));
     if (create && mkdir(dir.c_str(), 0700) == 0) {
-        if (chmod(dir.c_str(), 0700) != 0) throw_os("chmod", dir);  // the umask may have taken bits
+        if (chmod(dir.c_str(), 0700) != 0) { os_error(err, "chmod", dir); return std::string(); }  // the umask may have taken bits
     } else if (create && errno != EEXIST) {
-        throw_os("mkdir", dir);
+        os_error(err, "mkdir", dir);
+        return std::string();
     }
     if (lstat(dir.c_str(), &st) != 0) {
         if (errno == ENOENT && !create) return dir;  // nobody serves anything yet
-        throw_os("lstat", dir);
+        os_error(err, "lstat", dir);
+        return std::string();
     }
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
         char found[96];
         std::snprintf(found, sizeof found, "found mode %04o, uid %u%s", unsigned(st.st_mode & 07777), unsigned(st.st_uid),
                       S_ISDIR(st.st_mode) ? "" : ", not a directory");
-        throw Error(std::error_code(EACCES, std::generic_category()),
-                    "socket directory '" + dir + "' is not a private directory of uid " + std::to_string(unsigned(geteuid())) +
-                        " (must be a real directory owned by us, mode 0700; " + found + ")");
+        report(err, std::error_code(EACCES, std::generic_category()),
+               "socket directory '" + dir + "' is not a private directory of uid " + std::to_string(unsigned(geteuid())) +
+                   " (must be a real directory owned by us, mode 0700; " + found + ")");
+        return std::string();
     }
     return dir;
 }
@@ -97,14 +100,16 @@ inline uint64_t name_hash64(const std::string& s) {
 }
 
 // DIR/NAME.sock, or DIR/h-<64-bit FNV-1a of NAME>.sock when that would not fit sun_path.
-inline std::string socket_path(const std::string& dir, const std::string& base, const char* ext) {
+inline std::string socket_path(const std::string& dir, const std::string& base, const char* ext, ErrorInfo* err = nullptr) {
     std::string p = dir + "/" + base + ext;
     if (p.size() < sizeof(sockaddr_un{}.sun_path)) return p;
     char hex[17];
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(name_hash64(base)));
     p = dir + "/h-" + hex + ext;
-    if (p.size() >= sizeof(sockaddr_un{}.sun_path))
-        throw Error(make_error_code(errc::bad_name), "pipe '" + base + "': socket directory '" + dir + "' is too long for sun_path");
+    if (p.size() >= sizeof(sockaddr_un{}.sun_path)) {
+        report(err, errc::bad_name, "pipe '" + base + "': socket directory '" + dir + "' is too long for sun_path");
+        return std::string();
+    }
     return p;
 }
 
@@ -118,7 +123,9 @@ inline sockaddr_un unix_addr(const std::string& path) {
 // Waits until fd is ready for `events`, at most until the deadline, in slices so that
 // intr() (Ctrl-C) runs at least every kSliceNs. Returns false on timeout; true when ready
 // or when *stop was set (by close() in another thread: the caller checks it).
-inline bool wait_fd(int fd, short events, const Deadline& dl, const Interrupt& intr, const std::atomic<bool>* stop = nullptr) {
+// With err, a ppoll failure returns false with *err set.
+inline bool wait_fd(int fd, short events, const Deadline& dl, const Interrupt& intr, const std::atomic<bool>* stop = nullptr,
+                    ErrorInfo* err = nullptr) {
     for (;;) {
         if (stop && stop->load()) return true;
         uint64_t left = dl.left();
@@ -128,7 +135,7 @@ inline bool wait_fd(int fd, short events, const Deadline& dl, const Interrupt& i
         timespec ts{time_t(slice / 1000000000u), long(slice % 1000000000u)};
         int r = ppoll(&p, 1, &ts, nullptr);
         if (r > 0) return true;  // ready, or POLLHUP/POLLERR: the next call reports it
-        if (r < 0 && errno != EINTR) throw_os("ppoll", "fd " + std::to_string(fd));
+        if (r < 0 && errno != EINTR) return os_error(err, "ppoll", "fd " + std::to_string(fd));
         intr();
     }
 }
@@ -162,7 +169,8 @@ inline size_t setup_conn(int fd) {
 // ---------------------------------------------------------------- a connected pipe
 class PipeConn {
 public:
-    PipeConn(int fd, std::string name, size_t max_message) : fd_(fd), name_(std::move(name)), max_(max_message) {
+    PipeConn(int fd, std::string name, size_t max_message, ErrorInfo* /*err*/ = nullptr)
+        : fd_(fd), name_(std::move(name)), max_(max_message) {
         chunk_ = setup_conn(fd_);
     }
     ~PipeConn() { close_fd(); }
@@ -175,12 +183,12 @@ public:
     // ---- receiving. fill() makes one whole message ready (true), or returns false when
     // none is (block=false) or the deadline passed. A message longer than one record is
     // assembled in big_; its state survives a timeout, so the next call continues it.
-    bool fill(const Deadline& dl, const Interrupt& intr, bool block) {
+    bool fill(const Deadline& dl, const Interrupt& intr, bool block, ErrorInfo* err = nullptr) {
         if (ready_) return true;
         for (;;) {
-            if (eof_) fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
-            if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_.load());
-            if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+            if (eof_) return report(err, errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
+            if (broken_) return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why_.load());
+            if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
             // Blocking recvmsg when at least a slice is left (SO_RCVTIMEO ends it every
             // slice); otherwise non-blocking + ppoll for the exact rest.
             bool blocking = block && (dl.forever() || dl.left() >= kSliceNs);
@@ -204,27 +212,27 @@ public:
                 if (e == EAGAIN || e == EWOULDBLOCK) {
                     if (!block) return false;
                     if (blocking) { intr(); continue; }
-                    if (!wait_fd(fd_, POLLIN, dl, intr, &closing_)) return false;
-                    if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+                    if (!wait_fd(fd_, POLLIN, dl, intr, &closing_, err)) return false;
+                    if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
                     continue;
                 }
                 if (e == EINTR) { intr(); continue; }
                 if (e == ECONNRESET) continue;  // reported once, before what is still queued
-                throw_os("recvmsg", name_, e);
+                return os_error(err, "recvmsg", name_, e);
             }
             if (r == 0) {
-                if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
-                broken("the peer closed the pipe without saying goodbye (it died, or is not a sharedstate pipe)");
+                if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
+                return broken("the peer closed the pipe without saying goodbye (it died, or is not a sharedstate pipe)", "", err);
             }
-            if (m.msg_flags & MSG_TRUNC) broken("protocol violation: a record longer than the protocol allows");
+            if (m.msg_flags & MSG_TRUNC) return broken("protocol violation: a record longer than the protocol allows", "", err);
             if (big_active_) {
-                if (tag != 'C') broken("protocol violation: expected a continuation record");
+                if (tag != 'C') return broken("protocol violation: expected a continuation record", "", err);
                 big_have_ += uint64_t(r - 1);
                 if (big_have_ < big_total_) continue;
                 big_active_ = false;
                 if (discard_) {
                     discard_ = false;
-                    fail(errc::message_too_large, "pipe '" + name_ + "': a message of " + std::to_string(big_total_) +
+                    return report(err, errc::message_too_large, "pipe '" + name_ + "': a message of " + std::to_string(big_total_) +
                                                       " bytes exceeds max_message " + std::to_string(max_) + " (discarded)");
                 }
                 set_ready(big_.get(), size_t(big_total_), true);
@@ -234,17 +242,17 @@ public:
             switch (rec[0]) {
             case 'M':
                 if (size_t(r - 1) > max_) {
-                    fail(errc::message_too_large, "pipe '" + name_ + "': a message of " + std::to_string(r - 1) +
+                    return report(err, errc::message_too_large, "pipe '" + name_ + "': a message of " + std::to_string(r - 1) +
                                                       " bytes exceeds max_message " + std::to_string(max_) + " (discarded)");
                 }
                 set_ready(rec + 1, size_t(r - 1), false);
                 return true;
             case 'F': {
-                if (r < 10) broken("protocol violation: short first record");
+                if (r < 10) return broken("protocol violation: short first record", "", err);
                 uint64_t total = 0;
                 for (int i = 7; i >= 0; --i) total = (total << 8) | rec[1 + i];
                 uint64_t piece = uint64_t(r - 9);
-                if (total <= piece || total > (uint64_t(1) << 40)) broken("protocol violation: bad message length");
+                if (total <= piece || total > (uint64_t(1) << 40)) return broken("protocol violation: bad message length", "", err);
                 big_total_ = total;
                 big_have_ = piece;
                 big_active_ = true;
@@ -259,7 +267,7 @@ public:
                 eof_ = true;
                 continue;
             default:
-                broken("protocol violation: unknown record tag");
+                return broken("protocol violation: unknown record tag", "", err);
             }
         }
     }
@@ -279,23 +287,23 @@ public:
     // pipe intact; a timeout or Ctrl-C in the middle of a long message breaks it (the
     // peer sees BrokenPipeError, never a message that runs into the next one).
     // Returns false on timeout before anything was sent.
-    bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr) {
-        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_.load());
+    bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
+        if (broken_) return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why_.load());
         unsigned char hdr[9];
         if (n <= chunk_) {
             hdr[0] = 'M';
-            return send_record(hdr, 1, p, n, dl, intr, false);
+            return send_record(hdr, 1, p, n, dl, intr, false, err);
         }
         hdr[0] = 'F';
         uint64_t total = n;
         for (int i = 0; i < 8; ++i) hdr[1 + i] = static_cast<unsigned char>(total >> (8 * i));
         size_t piece = chunk_ - 8;
-        if (!send_record(hdr, 9, p, piece, dl, intr, false)) return false;
+        if (!send_record(hdr, 9, p, piece, dl, intr, false, err)) return false;
         size_t off = piece;
         hdr[0] = 'C';
         while (off < n) {
             size_t k = n - off < chunk_ ? n - off : chunk_;
-            send_record(hdr, 1, p + off, k, dl, intr, true);
+            if (!send_record(hdr, 1, p + off, k, dl, intr, true, err)) return false;
             off += k;
         }
         return true;
@@ -348,49 +356,49 @@ private:
         why_.compare_exchange_strong(none, why);
         broken_.store(true);
     }
-    [[noreturn]] void broken(const char* why, const std::string& detail = "") {
+    bool broken(const char* why, const std::string& detail = "", ErrorInfo* err = nullptr) {
         mark_broken(why);
         big_active_ = false;
         shutdown(fd_, SHUT_RDWR);
-        fail(errc::broken_pipe, "pipe '" + name_ + "': " + why + detail);
+        return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why + detail);
     }
     bool send_record(const unsigned char* hdr, size_t hn, const unsigned char* p, size_t n, const Deadline& dl,
-                     const Interrupt& intr, bool mid_message) {
+                     const Interrupt& intr, bool mid_message, ErrorInfo* err = nullptr) {
         iovec iov[2] = {{const_cast<unsigned char*>(hdr), hn}, {const_cast<unsigned char*>(p), n}};
         msghdr m{};
         m.msg_iov = iov;
         m.msg_iovlen = 2;
-        try {
+        // Ctrl-C (or any failure) between records would leave half a message behind: break the pipe.
+        auto cut = [&] {
+            if (mid_message && !broken_) { mark_broken("a send was interrupted in the middle of a long message"); shutdown(fd_, SHUT_RDWR); }
+        };
+        bool ok = on_throw([&]() -> bool {
             for (;;) {
-                if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+                if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
                 bool blocking = dl.forever() || dl.left() >= kSliceNs;
                 ssize_t r = sendmsg(fd_, &m, MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT));
                 if (r >= 0) return true;  // SEQPACKET: all or nothing
                 int e = errno;
                 if (e == EAGAIN || e == EWOULDBLOCK) {
                     if (blocking) { intr(); continue; }
-                    if (wait_fd(fd_, POLLOUT, dl, intr, &closing_)) {
-                        if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
+                    if (wait_fd(fd_, POLLOUT, dl, intr, &closing_, err)) {
+                        if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
                         continue;
                     }
+                    if (failed(err)) return false;
                     if (!mid_message) return false;
-                    broken("a send timed out in the middle of a long message");
+                    return broken("a send timed out in the middle of a long message", "", err);
                 }
                 if (e == EINTR) { intr(); continue; }
                 if (e == EPIPE || e == ECONNRESET || e == ENOTCONN) {
-                    if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
-                    broken("the peer is gone", " (sendmsg: " + std::string(std::strerror(e)) + ")");
+                    if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
+                    return broken("the peer is gone", " (sendmsg: " + std::string(std::strerror(e)) + ")", err);
                 }
-                throw_os("sendmsg", name_, e);
+                return os_error(err, "sendmsg", name_, e);
             }
-        } catch (const Error& err) {
-            // Ctrl-C between records would leave half a message behind: break the pipe.
-            if (mid_message && !broken_) { mark_broken("a send was interrupted in the middle of a long message"); shutdown(fd_, SHUT_RDWR); }
-            throw;
-        } catch (...) {
-            if (mid_message && !broken_) { mark_broken("a send was interrupted in the middle of a long message"); shutdown(fd_, SHUT_RDWR); }
-            throw;
-        }
+        }, cut);
+        if (!ok && failed(err)) cut();
+        return ok;
     }
 
     int fd_;
@@ -421,41 +429,50 @@ public:
     PipeListener& operator=(const PipeListener&) = delete;
     ~PipeListener() { close(); }
 
-    void create(const std::string& name) {
+    void create(const std::string& name) { create(name, nullptr); }
+    bool create(const std::string& name, ErrorInfo* err) {
         name_ = name;
-        std::string base = split_name(name, "pipe").base;
-        std::string dir = socket_dir(true);
-        path_ = socket_path(dir, base, ".sock");
-        lock_path_ = socket_path(dir, base, ".lock");
+        SplitName sn;
+        if (err ? !split_name(name, "pipe", sn, *err) : (sn = split_name(name, "pipe"), false)) return false;
+        const std::string& base = sn.base;
+        std::string dir = socket_dir(true, false, err);
+        if (failed(err)) return false;
+        path_ = socket_path(dir, base, ".sock", err);
+        if (failed(err)) return false;
+        lock_path_ = socket_path(dir, base, ".lock", err);
+        if (failed(err)) return false;
         for (int attempt = 0;; ++attempt) {
             lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-            if (lock_fd_ < 0) throw_os("open", lock_path_);
+            if (lock_fd_ < 0) return os_error(err, "open", lock_path_);
             if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
                 int e = errno;
                 drop_lock();
-                if (e == EWOULDBLOCK) throw Error(std::error_code(EEXIST, std::generic_category()), "pipe '" + name + "': a server is already listening");
-                throw_os("flock", lock_path_, e);
+                if (e == EWOULDBLOCK)
+                    return report(err, std::error_code(EEXIST, std::generic_category()), "pipe '" + name + "': a server is already listening");
+                return os_error(err, "flock", lock_path_, e);
             }
             // A closing server unlinks the lock file while holding it: if ours is such an
             // orphan, start again with the file that is (or will be) there now.
             struct stat a, b;
             if (fstat(lock_fd_, &a) == 0 && stat(lock_path_.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) break;
             drop_lock();
-            if (attempt > 100) throw_os("flock", lock_path_, EAGAIN);
+            if (attempt > 100) return os_error(err, "flock", lock_path_, EAGAIN);
         }
         unlink(path_.c_str());  // a stale socket of a crashed server (we hold the lock)
         fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd_ < 0) { int e = errno; close(); throw_os("socket", name, e); }
+        if (fd_ < 0) { int e = errno; close(); return os_error(err, "socket", name, e); }
         sockaddr_un a = unix_addr(path_);
-        if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) { int e = errno; close(); throw_os("bind", path_, e); }
+        if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) { int e = errno; close(); return os_error(err, "bind", path_, e); }
         bound_ = true;
-        if (chmod(path_.c_str(), 0600) != 0 || listen(fd_, SOMAXCONN) != 0) { int e = errno; close(); throw_os("listen", path_, e); }
+        if (chmod(path_.c_str(), 0600) != 0 || listen(fd_, SOMAXCONN) != 0) { int e = errno; close(); return os_error(err, "listen", path_, e); }
+        return true;
     }
 
-    // A connected, uid-checked descriptor, or -1 when the deadline passed.
-    int accept(const Deadline& dl, const Interrupt& intr) {
+    // A connected, uid-checked descriptor, or -1 when the deadline passed (or, with err,
+    // failed: then *err is set).
+    int accept(const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
         for (;;) {
-            if (closing_.load()) fail(errc::closed, "pipe server '" + name_ + "' was closed");
+            if (closing_.load()) { report(err, errc::closed, "pipe server '" + name_ + "' was closed"); return -1; }
             int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (c >= 0) {
                 if (peer_is_us(c)) return c;
@@ -464,13 +481,14 @@ public:
             }
             int e = errno;
             if (e == EAGAIN || e == EWOULDBLOCK) {
-                if (!wait_fd(fd_, POLLIN, dl, intr, &closing_)) return -1;
+                if (!wait_fd(fd_, POLLIN, dl, intr, &closing_, err)) return -1;
                 continue;
             }
             if (e == EINTR) { intr(); continue; }
             if (e == ECONNABORTED || e == EPROTO) continue;
-            if (e == EINVAL || e == EBADF) fail(errc::closed, "pipe server '" + name_ + "' was closed");
-            throw_os("accept4", name_, e);
+            if (e == EINVAL || e == EBADF) { report(err, errc::closed, "pipe server '" + name_ + "' was closed"); return -1; }
+            os_error(err, "accept4", name_, e);
+            return -1;
         }
     }
 
@@ -507,12 +525,14 @@ private:
 
 // Connects to NAME's server. Nobody serving: FileNotFoundError at once when the deadline is
 // forever, else retried until the deadline (then errc::timeout). Returns the connected fd.
-inline int pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr) {
-    std::string base = split_name(name, "pipe").base;
-    // One attempt at DIR/NAME.sock: the connected fd, or -1 with errno set.
+inline int pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
+    SplitName sn;
+    if (err ? !split_name(name, "pipe", sn, *err) : (sn = split_name(name, "pipe"), false)) return -1;
+    const std::string base = sn.base;
+    // One attempt at DIR/NAME.sock: the connected fd, or -1 with errno set (-2: socket() failed, err set).
     auto attempt = [&](const std::string& path) {
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) throw_os("socket", name);
+        if (fd < 0) { os_error(err, "socket", name); return -2; }
         sockaddr_un a = unix_addr(path);
         if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
         int e = errno;
@@ -521,35 +541,43 @@ inline int pipe_connect(const std::string& name, const Deadline& dl, const Inter
         return -1;
     };
     for (;;) {
-        std::string dir = socket_dir(false);
-        std::string path = socket_path(dir, base, ".sock");
+        std::string dir = socket_dir(false, false, err);
+        if (failed(err)) return -1;
+        std::string path = socket_path(dir, base, ".sock", err);
+        if (failed(err)) return -1;
         int fd = attempt(path);
+        if (fd == -2) return -1;
         int e = fd >= 0 ? 0 : errno;
         bool absent = e == ENOENT || e == ECONNREFUSED;  // no file, or a crashed server's file
         if (absent) {
             // Not in $XDG_RUNTIME_DIR/sharedstate: perhaps the server had no XDG_RUNTIME_DIR.
             // That directory must pass the same checks; if it does not, it does not count.
-            std::string tmp;
-            try { tmp = socket_dir(false, true); } catch (const Error&) { tmp = dir; }
+            ErrorInfo ignored;
+            std::string tmp = socket_dir(false, true, &ignored);
+            if (ignored) tmp = dir;
+            std::string tmp_path = tmp != dir ? socket_path(tmp, base, ".sock", err) : std::string();
+            if (failed(err)) return -1;
             if (tmp != dir) {
-                int fd2 = attempt(socket_path(tmp, base, ".sock"));
+                int fd2 = attempt(tmp_path);
+                if (fd2 == -2) return -1;
                 int e2 = fd2 >= 0 ? 0 : errno;
-                if (fd2 >= 0 || (e2 != ENOENT && e2 != ECONNREFUSED)) { fd = fd2; e = e2; absent = false; path = socket_path(tmp, base, ".sock"); }
+                if (fd2 >= 0 || (e2 != ENOENT && e2 != ECONNREFUSED)) { fd = fd2; e = e2; absent = false; path = tmp_path; }
             }
         }
         if (fd >= 0) {
             if (!peer_is_us(fd)) {
                 ::close(fd);
-                throw Error(std::error_code(EACCES, std::generic_category()), "pipe '" + name + "': the server runs as another user (SO_PEERCRED)");
+                report(err, std::error_code(EACCES, std::generic_category()), "pipe '" + name + "': the server runs as another user (SO_PEERCRED)");
+                return -1;
             }
             int fl = fcntl(fd, F_GETFL);
             fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);  // blocking + SO_RCVTIMEO slices from now on
             return fd;
         }
         if (e == EINTR) { intr(); continue; }
-        if (!absent && e != EAGAIN) throw_os("connect", path, e);
-        if (absent && dl.forever()) throw_os("connect", name + "' at '" + path, ENOENT);
-        if (dl.left() == 0) fail(errc::timeout, "pipe '" + name + "': no server accepted a connection in time");
+        if (!absent && e != EAGAIN) { os_error(err, "connect", path, e); return -1; }
+        if (absent && dl.forever()) { os_error(err, "connect", name + "' at '" + path, ENOENT); return -1; }
+        if (dl.left() == 0) { report(err, errc::timeout, "pipe '" + name + "': no server accepted a connection in time"); return -1; }
         uint64_t nap = dl.left() < 2000000 ? dl.left() : 2000000;  // backlog full or not up yet: 2 ms naps
         sleep_ns(nap);
         intr();
@@ -569,26 +597,29 @@ public:
     NamedSemaphore& operator=(const NamedSemaphore&) = delete;
     ~NamedSemaphore() { close(); }
 
-    void create(const std::string& name, uint32_t initial, uint32_t maximum, bool persistent) {
-        init(name);
+    // With err: false with *err set on failure; without: throws.
+    bool create(const std::string& name, uint32_t initial, uint32_t maximum, bool persistent, ErrorInfo* err = nullptr) {
+        if (!init(name, err)) return false;
         sem_ = sem_open(path_.c_str(), O_CREAT | O_EXCL, 0600, unsigned(initial));
-        if (sem_ == SEM_FAILED) { sem_ = nullptr; throw_os("sem_open", name); }
+        if (sem_ == SEM_FAILED) { sem_ = nullptr; return os_error(err, "sem_open", name); }
         maximum_ = maximum;
         if (!persistent) hold(true);
+        return true;
     }
-    void open(const std::string& name, bool persistent) {
-        init(name);
+    bool open(const std::string& name, bool persistent, ErrorInfo* err = nullptr) {
+        if (!init(name, err)) return false;
         sem_ = sem_open(path_.c_str(), 0);
-        if (sem_ == SEM_FAILED) { sem_ = nullptr; throw_os("sem_open", name); }
+        if (sem_ == SEM_FAILED) { sem_ = nullptr; return os_error(err, "sem_open", name); }
         if (!persistent) hold(false);
+        return true;
     }
 
-    // true when acquired, false on timeout.
-    bool acquire(const Deadline& dl, const Interrupt& intr) {
+    // true when acquired, false on timeout (or, with err, a failure: *err set).
+    bool acquire(const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
         for (;;) {
             if (sem_trywait(sem_) == 0) return true;
             if (errno == EINTR) { intr(); continue; }
-            if (errno != EAGAIN) throw_os("sem_trywait", name_);
+            if (errno != EAGAIN) return os_error(err, "sem_trywait", name_);
             uint64_t left = dl.left();
             if (left == 0) return false;
             uint64_t slice = left < kSliceNs ? left : kSliceNs;
@@ -606,25 +637,27 @@ public:
             int r = sem_timedwait(sem_, &ts);
 #endif
             if (r == 0) return true;
-            if (errno != ETIMEDOUT && errno != EINTR) throw_os("sem_clockwait", name_);
+            if (errno != ETIMEDOUT && errno != EINTR) return os_error(err, "sem_clockwait", name_);
             intr();
         }
     }
 
     // Linux has no maximum: the creating handle checks it (best effort, not atomic with
     // other processes' releases); openers only know SEM_VALUE_MAX.
-    void release(uint32_t n) {
+    bool release(uint32_t n, ErrorInfo* err = nullptr) {
         if (maximum_ < uint32_t(SEM_VALUE_MAX)) {
             int v = 0;
             if (sem_getvalue(sem_, &v) == 0 && uint64_t(v < 0 ? 0 : v) + n > maximum_)
-                fail(errc::invalid_argument, "semaphore '" + name_ + "': release(" + std::to_string(n) + ") would exceed maximum " +
-                                                 std::to_string(maximum_) + " (count is " + std::to_string(v) + ")");
+                return report(err, errc::invalid_argument, "semaphore '" + name_ + "': release(" + std::to_string(n) +
+                                                               ") would exceed maximum " + std::to_string(maximum_) +
+                                                               " (count is " + std::to_string(v) + ")");
         }
         for (uint32_t i = 0; i < n; ++i)
             if (sem_post(sem_) != 0) {
-                if (errno == EOVERFLOW) fail(errc::invalid_argument, "semaphore '" + name_ + "': count would exceed SEM_VALUE_MAX");
-                throw_os("sem_post", name_);
+                if (errno == EOVERFLOW) return report(err, errc::invalid_argument, "semaphore '" + name_ + "': count would exceed SEM_VALUE_MAX");
+                return os_error(err, "sem_post", name_);
             }
+        return true;
     }
 
     int value() const {
@@ -653,12 +686,15 @@ public:
     bool is_open() const noexcept { return sem_ != nullptr; }
 
 private:
-    void init(const std::string& name) {
+    bool init(const std::string& name, ErrorInfo* err) {
         name_ = name;
-        std::string base = split_name(name, "semaphore").base;
-        if (base.size() > 250) fail(errc::bad_name, "semaphore name '" + name + "': too long");
+        SplitName sn;
+        if (err ? !split_name(name, "semaphore", sn, *err) : (sn = split_name(name, "semaphore"), false)) return false;
+        const std::string& base = sn.base;
+        if (base.size() > 250) return report(err, errc::bad_name, "semaphore name '" + name + "': too long");
         path_ = "/" + base;
         file_ = "/dev/shm/sem." + base;
+        return true;
     }
     // glibc keeps the semaphore in /dev/shm/sem.NAME; elsewhere (another libc) the holder
     // lock is skipped and the semaphore behaves as persistent.

@@ -34,10 +34,21 @@ inline std::string win_message(DWORD err) {
     return s;
 }
 
-[[noreturn]] inline void throw_os(const std::string& call, const std::string& object, DWORD err = GetLastError()) {
+// The error-code form of throw_os: records the same error, returns false.
+inline bool os_error(ErrorInfo& out, const std::string& call, const std::string& object, DWORD err = GetLastError()) {
     // system_category() carries the Win32 code; the text is Windows' own message.
-    throw Error(std::error_code(int(err), std::system_category()),
-                call + "('" + object + "'): " + win_message(err) + " [WinError " + std::to_string(err) + "]");
+    return out.set(std::error_code(int(err), std::system_category()),
+                   call + "('" + object + "'): " + win_message(err) + " [WinError " + std::to_string(err) + "]");
+}
+[[noreturn]] inline void throw_os(const std::string& call, const std::string& object, DWORD err = GetLastError()) {
+    ErrorInfo e;
+    os_error(e, call, object, err);
+    fail(e);
+}
+// With out: os_error; without: throw_os.
+inline bool os_error(ErrorInfo* out, const std::string& call, const std::string& object, DWORD err = GetLastError()) {
+    if (!out) throw_os(call, object, err);
+    return os_error(*out, call, object, err);
 }
 
 inline uint64_t monotonic_ns() noexcept {
@@ -109,27 +120,44 @@ public:
 
     // Pagefile-backed section. The default security descriptor gives access to the
     // creating user (and SYSTEM/Administrators) only: the Windows counterpart of 0600.
-    static SegmentFile create(const std::string& name, uint64_t size, bool /*holder*/ = true) {
+    static SegmentFile create(const std::string& name, uint64_t size, bool holder = true) {
+        ErrorInfo err;
+        SegmentFile f = create(name, size, holder, err);
+        if (err) fail(err);
+        return f;
+    }
+    static SegmentFile create(const std::string& name, uint64_t size, bool /*holder*/, ErrorInfo& err) {
+        SplitName sn;
+        if (!split_name(name, "segment", sn, err)) return SegmentFile();
         SegmentFile f;
         f.name_ = name;
-        std::string path = shm_path(name, "segment");
+        std::string path = sn.prefix + sn.base;
         f.h_ = CreateFileMappingA(INVALID_HANDLE_VALUE, nullptr, PAGE_READWRITE | SEC_COMMIT,
                                   DWORD(size >> 32), DWORD(size & 0xffffffffu), path.c_str());
-        if (!f.h_) throw_os("CreateFileMappingA", name);
+        if (!f.h_) { os_error(err, "CreateFileMappingA", name); return SegmentFile(); }
         if (GetLastError() == ERROR_ALREADY_EXISTS) {
             f.drop();
-            throw_os("CreateFileMappingA", name, ERROR_ALREADY_EXISTS);
+            os_error(err, "CreateFileMappingA", name, ERROR_ALREADY_EXISTS);
+            return SegmentFile();
         }
         f.writable_ = true;
         return f;
     }
 
-    static SegmentFile open(const std::string& name, bool writable, bool /*holder*/, bool& others) {
+    static SegmentFile open(const std::string& name, bool writable, bool holder, bool& others) {
+        ErrorInfo err;
+        SegmentFile f = open(name, writable, holder, others, err);
+        if (err) fail(err);
+        return f;
+    }
+    static SegmentFile open(const std::string& name, bool writable, bool /*holder*/, bool& others, ErrorInfo& err) {
+        SplitName sn;
+        if (!split_name(name, "segment", sn, err)) return SegmentFile();
         SegmentFile f;
         f.name_ = name;
-        std::string path = shm_path(name, "segment");
+        std::string path = sn.prefix + sn.base;
         f.h_ = OpenFileMappingA(writable ? FILE_MAP_READ | FILE_MAP_WRITE : FILE_MAP_READ, FALSE, path.c_str());
-        if (!f.h_) throw_os("OpenFileMappingA", name);
+        if (!f.h_) { os_error(err, "OpenFileMappingA", name); return SegmentFile(); }
         f.writable_ = writable;
         others = true;  // a named section exists only while somebody holds it
         return f;
@@ -138,23 +166,36 @@ public:
     // The section's size is not exposed by Win32; a whole view's region size (page-rounded)
     // is the accessible size, which is what bounds checks need.
     uint64_t size() const {
+        ErrorInfo err;
+        uint64_t n = size(err);
+        if (err) fail(err);
+        return n;
+    }
+    uint64_t size(ErrorInfo& err) const {
         void* p = MapViewOfFile(h_, FILE_MAP_READ, 0, 0, 0);
-        if (!p) throw_os("MapViewOfFile", name_);
+        if (!p) { os_error(err, "MapViewOfFile", name_); return 0; }
         MEMORY_BASIC_INFORMATION mi;
         SIZE_T n = VirtualQuery(p, &mi, sizeof mi);
+        DWORD e = GetLastError();
         UnmapViewOfFile(p);
-        if (n == 0) throw_os("VirtualQuery", name_);
+        if (n == 0) { os_error(err, "VirtualQuery", name_, e); return 0; }
         return uint64_t(mi.RegionSize);
     }
     uint32_t mode() const { return 0600; }
 
     std::shared_ptr<Mapping> map(uint64_t size, bool writable) const {
+        ErrorInfo err;
+        auto m = map(size, writable, err);
+        if (err) fail(err);
+        return m;
+    }
+    std::shared_ptr<Mapping> map(uint64_t size, bool writable, ErrorInfo& err) const {
         void* p = MapViewOfFile(h_, writable ? FILE_MAP_READ | FILE_MAP_WRITE : FILE_MAP_READ, 0, 0, SIZE_T(size));
-        if (!p) throw_os("MapViewOfFile", name_);
+        if (!p) { os_error(err, "MapViewOfFile", name_); return nullptr; }
         return std::make_shared<Mapping>(p, size_t(size));
     }
 
-    bool close(bool /*unlink_if_last*/) { drop(); return false; }
+    bool close(bool /*unlink_if_last*/) noexcept { drop(); return false; }
 
     // Windows has no unlink: a name goes with its last handle. Closing ours is all we can do.
     static void unlink(const std::string&) {}
@@ -185,9 +226,19 @@ class WakeChannel {
 public:
     WakeChannel() = default;
     WakeChannel(const std::string& segment, int index) {
-        std::string n = derived_name(segment, ".sharedstate-wake") + std::to_string(index);
-        h_ = CreateSemaphoreA(nullptr, 0, 0x7fffffff, n.c_str());
-        if (!h_) throw_os("CreateSemaphoreA", n);
+        ErrorInfo err;
+        if (!open(segment, index, err)) fail(err);
+    }
+    // The error-code form: opens (creating if needed) the channel's semaphore.
+    bool open(const std::string& segment, int index, ErrorInfo& err) {
+        SplitName sn;
+        if (!split_name(segment, "segment", sn, err)) return false;
+        std::string n = sn.prefix + sn.base + ".sharedstate-wake" + std::to_string(index);
+        HANDLE h = CreateSemaphoreA(nullptr, 0, 0x7fffffff, n.c_str());
+        if (!h) return os_error(err, "CreateSemaphoreA", n);
+        if (h_) CloseHandle(h_);
+        h_ = h;
+        return true;
     }
     WakeChannel(WakeChannel&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
     WakeChannel& operator=(WakeChannel&& o) noexcept {

@@ -52,6 +52,13 @@ inline constexpr size_t kFirstRead = 65536;     // the receive buffer grows as m
 
 // Pipes have their own namespace: Local\ and Global\ mean nothing there and are dropped.
 inline std::string pipe_path(const std::string& name) { return "\\\\.\\pipe\\" + split_name(name, "pipe").base; }
+inline bool pipe_path(const std::string& name, std::string& path, ErrorInfo* err) {
+    if (!err) { path = pipe_path(name); return true; }
+    SplitName sn;
+    if (!split_name(name, "pipe", sn, *err)) return false;
+    path = "\\\\.\\pipe\\" + sn.base;
+    return true;
+}
 
 inline DWORD slice_ms(const Deadline& dl) {
     uint64_t left = dl.left();
@@ -76,10 +83,9 @@ inline IoResult finish_io(HANDLE h, OVERLAPPED& ov, const Deadline& dl, const In
         DWORD r = WaitForSingleObject(ov.hEvent, may_time_out ? slice_ms(dl) : DWORD(kSliceNs / 1000000u));
         if (r == WAIT_OBJECT_0) break;
         if (r == WAIT_FAILED) { cancel = true; break; }
-        try {
-            intr();
-        } catch (...) {
-            res.interrupted = std::current_exception();
+        std::exception_ptr x = capture([&] { intr(); });
+        if (x) {
+            res.interrupted = x;
             cancel = true;
             break;
         }
@@ -99,13 +105,15 @@ inline bool peer_gone(DWORD err) {
 // ---------------------------------------------------------------- a connected pipe
 class PipeConn {
 public:
-    PipeConn(HANDLE h, std::string name, size_t max_message) : h_(h), name_(std::move(name)), max_(max_message) {
+    // With err, a failure leaves the connection closed and *err set.
+    PipeConn(HANDLE h, std::string name, size_t max_message, ErrorInfo* err = nullptr)
+        : h_(h), name_(std::move(name)), max_(max_message) {
         rev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
         wev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
         if (!rev_ || !wev_) {
             DWORD e = GetLastError();
             release();
-            throw_os("CreateEventA", name_, e);
+            os_error(err, "CreateEventA", name_, e);
         }
     }
     ~PipeConn() { release(); }
@@ -115,15 +123,15 @@ public:
     HANDLE handle() const noexcept { return h_; }
     const std::string& name() const noexcept { return name_; }
 
-    bool fill(const Deadline& dl, const Interrupt& intr, bool block) {
+    bool fill(const Deadline& dl, const Interrupt& intr, bool block, ErrorInfo* err = nullptr) {
         if (ready_) return true;
-        if (eof_) fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
-        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+        if (eof_) return report(err, errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
+        if (broken_) return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why_);
         if (!block) {
             // Nothing queued: no read (it would block). A queued 0-byte message is invisible
             // to PeekNamedPipe, so peek()/available() cannot see it on Windows.
             DWORD avail = 0, left = 0;
-            if (!PeekNamedPipe(h_, nullptr, 0, nullptr, &avail, &left)) gone_or_throw(GetLastError(), "PeekNamedPipe");
+            if (!PeekNamedPipe(h_, nullptr, 0, nullptr, &avail, &left)) return gone_or_throw(GetLastError(), "PeekNamedPipe", err);
             if (avail == 0 && left == 0) return false;
         }
         if (buf_.size() < kFirstRead) buf_.resize(kFirstRead);
@@ -153,25 +161,25 @@ public:
             if (!discard) have += res.n;
             if (res.err == 0 || res.err == ERROR_MORE_DATA) {
                 if (res.err == 0) {
-                    if (res.interrupted) { stash(have, discard); std::rethrow_exception(res.interrupted); }
+                    if (res.interrupted) { stash(have, discard); rethrow(res.interrupted); }
                     if (discard || have > max_)
-                        fail(errc::message_too_large, "pipe '" + name_ + "': a message exceeds max_message " + std::to_string(max_) + " (discarded)");
+                        return report(err, errc::message_too_large, "pipe '" + name_ + "': a message exceeds max_message " + std::to_string(max_) + " (discarded)");
                     ready_ = true;
                     ready_len_ = have;
                     return true;
                 }
-                if (res.interrupted) broken("a receive was interrupted in the middle of a long message");
+                if (res.interrupted) return broken("a receive was interrupted in the middle of a long message", err);
                 DWORD left = 0;
-                if (!PeekNamedPipe(h_, nullptr, 0, nullptr, nullptr, &left)) gone_or_throw(GetLastError(), "PeekNamedPipe");
+                if (!PeekNamedPipe(h_, nullptr, 0, nullptr, nullptr, &left)) return gone_or_throw(GetLastError(), "PeekNamedPipe", err);
                 uint64_t total = uint64_t(have) + left;
                 if (total > max_) discard = true;  // read the rest into buf_ and drop it
                 else if (total > buf_.size()) buf_.resize(size_t(total));
                 continue;
             }
-            if (res.interrupted) std::rethrow_exception(res.interrupted);
-            if (res.err == ERROR_OPERATION_ABORTED && closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
-            if (have) broken("the peer vanished in the middle of a message");
-            gone_or_throw(res.err, "ReadFile");
+            if (res.interrupted) rethrow(res.interrupted);
+            if (res.err == ERROR_OPERATION_ABORTED && closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
+            if (have) return broken("the peer vanished in the middle of a message", err);
+            return gone_or_throw(res.err, "ReadFile", err);
         }
     }
     bool ready() const noexcept { return ready_; }
@@ -188,8 +196,8 @@ public:
         return left ? size_t(left) : size_t(avail);
     }
 
-    bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr) {
-        if (broken_) fail(errc::broken_pipe, "pipe '" + name_ + "': " + why_);
+    bool send(const unsigned char* p, size_t n, const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
+        if (broken_) return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why_);
         OVERLAPPED ov{};
         ov.hEvent = wev_;
         IoResult res;
@@ -202,16 +210,16 @@ public:
         }
         if (res.timed_out) return false;
         if (res.interrupted) {
-            if (res.err == 0 && res.n == n) std::rethrow_exception(res.interrupted);  // it went out whole
-            broken("a send was interrupted");
+            if (res.err == 0 && res.n == n) rethrow(res.interrupted);  // it went out whole
+            return broken("a send was interrupted", err);
         }
         if (res.err == 0) {
-            if (res.n != n) broken("WriteFile wrote part of a message");
+            if (res.n != n) return broken("WriteFile wrote part of a message", err);
             return true;
         }
-        if (res.err == ERROR_OPERATION_ABORTED && closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
-        if (peer_gone(res.err)) broken("the peer is gone (WriteFile: " + win_message(res.err) + ")");
-        throw_os("WriteFile", name_, res.err);
+        if (res.err == ERROR_OPERATION_ABORTED && closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
+        if (peer_gone(res.err)) return broken("the peer is gone (WriteFile: " + win_message(res.err) + ")", err);
+        return os_error(err, "WriteFile", name_, res.err);
     }
     bool try_send(const unsigned char*, size_t) { return false; }  // no cheap non-blocking write
 
@@ -235,19 +243,19 @@ private:
     void stash(size_t have, bool discard) {
         if (!discard) { ready_ = true; ready_len_ = have; }
     }
-    [[noreturn]] void gone_or_throw(DWORD err, const char* call) {
-        if (closing_) fail(errc::closed, "pipe '" + name_ + "' was closed");
-        if (peer_gone(err)) {
+    bool gone_or_throw(DWORD code, const char* call, ErrorInfo* err) {
+        if (closing_) return report(err, errc::closed, "pipe '" + name_ + "' was closed");
+        if (peer_gone(code)) {
             // Windows cannot tell a clean close from a crash: the end of the stream it is.
             eof_ = true;
-            fail(errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe (" + win_message(err) + ")");
+            return report(err, errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe (" + win_message(code) + ")");
         }
-        throw_os(call, name_, err);
+        return os_error(err, call, name_, code);
     }
-    [[noreturn]] void broken(const std::string& why) {
+    bool broken(const std::string& why, ErrorInfo* err) {
         broken_ = true;
         why_ = why;
-        fail(errc::broken_pipe, "pipe '" + name_ + "': " + why);
+        return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why);
     }
 
     HANDLE h_ = nullptr, rev_ = nullptr, wev_ = nullptr;
@@ -271,34 +279,33 @@ public:
     PipeListener& operator=(const PipeListener&) = delete;
     ~PipeListener() { close(); }
 
-    void create(const std::string& name) {
+    void create(const std::string& name) { create(name, nullptr); }
+    bool create(const std::string& name, ErrorInfo* err) {
         name_ = name;
-        path_ = pipe_path(name);
+        if (!pipe_path(name, path_, err)) return false;
         // One server per name. FILE_FLAG_FIRST_PIPE_INSTANCE says so on Windows, but Wine
         // ignores it; a named mutex held for the server's life says so everywhere (and goes
         // away with a crashed server, like the pipe itself).
-        std::string guard = "Local\\sharedstate-pipe-server." + split_name(name, "pipe").base;
+        std::string guard = "Local\\sharedstate-pipe-server." + path_.substr(9);
         guard_ = CreateMutexA(nullptr, FALSE, guard.c_str());
-        if (!guard_) throw_os("CreateMutexA", guard);
+        if (!guard_) return os_error(err, "CreateMutexA", guard);
         if (GetLastError() == ERROR_ALREADY_EXISTS) {
             close();
-            throw Error(std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category()),
-                        "pipe '" + name + "': a server is already listening [WinError 183]");
+            return report(err, std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category()),
+                          "pipe '" + name + "': a server is already listening [WinError 183]");
         }
         ev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
-        if (!ev_) { DWORD e = GetLastError(); close(); throw_os("CreateEventA", name, e); }
-        try {
-            pending_ = instance(true);
-        } catch (...) {
-            close();
-            throw;
-        }
+        if (!ev_) { DWORD e = GetLastError(); close(); return os_error(err, "CreateEventA", name, e); }
+        pending_ = on_throw([&] { return instance(true, err); }, [&] { close(); });
+        if (!pending_) { close(); return false; }
+        return true;
     }
 
-    HANDLE accept(const Deadline& dl, const Interrupt& intr) {
+    // nullptr on timeout (or, with err, a failure: *err set).
+    HANDLE accept(const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
         for (;;) {
-            if (closing_) fail(errc::closed, "pipe server '" + name_ + "' was closed");
-            if (!pending_) pending_ = instance(false);
+            if (closing_) { report(err, errc::closed, "pipe server '" + name_ + "' was closed"); return nullptr; }
+            if (!pending_ && !(pending_ = instance(false, err))) return nullptr;
             OVERLAPPED ov{};
             ov.hEvent = ev_;
             bool connected = false;
@@ -316,21 +323,26 @@ public:
                     IoResult res = finish_io(pending_, ov, dl, intr, true);
                     if (res.interrupted) {
                         if (res.err == 0) hand_over_then_rethrow(res.interrupted);
-                        std::rethrow_exception(res.interrupted);
+                        rethrow(res.interrupted);
                     }
                     if (res.timed_out) return nullptr;
-                    if (res.err == ERROR_OPERATION_ABORTED && closing_) fail(errc::closed, "pipe server '" + name_ + "' was closed");
+                    if (res.err == ERROR_OPERATION_ABORTED && closing_) {
+                        report(err, errc::closed, "pipe server '" + name_ + "' was closed");
+                        return nullptr;
+                    }
                     if (res.err == ERROR_NO_DATA || res.err == ERROR_BROKEN_PIPE) { DisconnectNamedPipe(pending_); continue; }
-                    if (res.err != 0) throw_os("ConnectNamedPipe", name_, res.err);
+                    if (res.err != 0) { os_error(err, "ConnectNamedPipe", name_, res.err); return nullptr; }
                     connected = true;
                 } else {
-                    throw_os("ConnectNamedPipe", name_, e);
+                    os_error(err, "ConnectNamedPipe", name_, e);
+                    return nullptr;
                 }
             }
             if (connected) {
                 HANDLE h = pending_;
                 pending_ = nullptr;
-                try { pending_ = instance(false); } catch (...) {}  // retried by the next accept
+                ErrorInfo later;  // retried by the next accept
+                pending_ = instance(false, &later);
                 return h;
             }
         }
@@ -353,7 +365,7 @@ public:
     const std::string& path() const noexcept { return path_; }
 
 private:
-    HANDLE instance(bool first) {
+    HANDLE instance(bool first, ErrorInfo* err) {
         DWORD open = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0);
         DWORD mode = PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
         // Default security: full access for the creator, SYSTEM and Administrators; others
@@ -362,9 +374,11 @@ private:
         if (h == INVALID_HANDLE_VALUE) {
             DWORD e = GetLastError();
             if (first && (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY))
-                throw Error(std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category()),
-                            "CreateNamedPipeA('" + path_ + "'): a server is already listening [WinError " + std::to_string(e) + "]");
-            throw_os("CreateNamedPipeA", path_, e);
+                report(err, std::error_code(int(ERROR_ALREADY_EXISTS), std::system_category()),
+                       "CreateNamedPipeA('" + path_ + "'): a server is already listening [WinError " + std::to_string(e) + "]");
+            else
+                os_error(err, "CreateNamedPipeA", path_, e);
+            return nullptr;
         }
         return h;
     }
@@ -372,7 +386,7 @@ private:
     [[noreturn]] void hand_over_then_rethrow(std::exception_ptr e) {
         orphans_.push_back(pending_);
         pending_ = nullptr;
-        std::rethrow_exception(e);
+        rethrow(e);
     }
 
     HANDLE pending_ = nullptr, ev_ = nullptr, guard_ = nullptr;
@@ -383,8 +397,10 @@ private:
 
 // Opens the client end. Nobody serving: ERROR_FILE_NOT_FOUND at once when the deadline is
 // forever, else retried until it passes (errc::timeout). All instances busy: WaitNamedPipeA.
-inline HANDLE pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr) {
-    std::string path = pipe_path(name);
+// nullptr (kNoPipe) with err set on failure, when err is given.
+inline HANDLE pipe_connect(const std::string& name, const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
+    std::string path;
+    if (!pipe_path(name, path, err)) return nullptr;
     for (;;) {
         HANDLE h = CreateFileA(path.c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr, OPEN_EXISTING,
                                FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, nullptr);
@@ -393,7 +409,8 @@ inline HANDLE pipe_connect(const std::string& name, const Deadline& dl, const In
             if (!SetNamedPipeHandleState(h, &mode, nullptr, nullptr)) {
                 DWORD e = GetLastError();
                 CloseHandle(h);
-                throw_os("SetNamedPipeHandleState", name, e);
+                os_error(err, "SetNamedPipeHandleState", name, e);
+                return nullptr;
             }
             return h;
         }
@@ -401,13 +418,14 @@ inline HANDLE pipe_connect(const std::string& name, const Deadline& dl, const In
         if (e == ERROR_PIPE_BUSY) {
             WaitNamedPipeA(path.c_str(), slice_ms(dl) ? slice_ms(dl) : 1);
         } else if (e == ERROR_FILE_NOT_FOUND) {
-            if (dl.forever()) throw_os("CreateFileA", name + "' at '" + path, e);
+            if (dl.forever()) { os_error(err, "CreateFileA", name + "' at '" + path, e); return nullptr; }
             uint64_t left = dl.left();
             Sleep(left > 2000000 ? 2 : 1);
         } else {
-            throw_os("CreateFileA", path, e);
+            os_error(err, "CreateFileA", path, e);
+            return nullptr;
         }
-        if (dl.left() == 0) fail(errc::timeout, "pipe '" + name + "': no server accepted a connection in time");
+        if (dl.left() == 0) { report(err, errc::timeout, "pipe '" + name + "': no server accepted a connection in time"); return nullptr; }
         intr();
     }
 }
@@ -420,38 +438,47 @@ public:
     NamedSemaphore& operator=(const NamedSemaphore&) = delete;
     ~NamedSemaphore() { close(); }
 
-    void create(const std::string& name, uint32_t initial, uint32_t maximum, bool /*persistent*/) {
+    // With err: false with *err set on failure; without: throws.
+    bool create(const std::string& name, uint32_t initial, uint32_t maximum, bool /*persistent*/, ErrorInfo* err = nullptr) {
         name_ = name;
-        std::string path = shm_path(name, "semaphore");
+        SplitName sn;
+        if (err ? !split_name(name, "semaphore", sn, *err) : (sn = split_name(name, "semaphore"), false)) return false;
+        std::string path = sn.prefix + sn.base;
         h_ = CreateSemaphoreA(nullptr, LONG(initial), LONG(maximum), path.c_str());
-        if (!h_) throw_os("CreateSemaphoreA", name);
+        if (!h_) return os_error(err, "CreateSemaphoreA", name);
         if (GetLastError() == ERROR_ALREADY_EXISTS) {
             close();
-            throw_os("CreateSemaphoreA", name, ERROR_ALREADY_EXISTS);
+            return os_error(err, "CreateSemaphoreA", name, ERROR_ALREADY_EXISTS);
         }
+        return true;
     }
-    void open(const std::string& name, bool /*persistent*/) {
+    bool open(const std::string& name, bool /*persistent*/, ErrorInfo* err = nullptr) {
         name_ = name;
-        std::string path = shm_path(name, "semaphore");
+        SplitName sn;
+        if (err ? !split_name(name, "semaphore", sn, *err) : (sn = split_name(name, "semaphore"), false)) return false;
+        std::string path = sn.prefix + sn.base;
         h_ = OpenSemaphoreA(SEMAPHORE_ALL_ACCESS, FALSE, path.c_str());
-        if (!h_) throw_os("OpenSemaphoreA", name);
+        if (!h_) return os_error(err, "OpenSemaphoreA", name);
+        return true;
     }
-    bool acquire(const Deadline& dl, const Interrupt& intr) {
+    bool acquire(const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
         for (;;) {
             DWORD r = WaitForSingleObject(h_, slice_ms(dl));
             if (r == WAIT_OBJECT_0) return true;
-            if (r != WAIT_TIMEOUT) throw_os("WaitForSingleObject", name_);
+            if (r != WAIT_TIMEOUT) return os_error(err, "WaitForSingleObject", name_);
             if (dl.left() == 0) return false;
             intr();
         }
     }
-    void release(uint32_t n) {
+    bool release(uint32_t n, ErrorInfo* err = nullptr) {
         if (!ReleaseSemaphore(h_, LONG(n), nullptr)) {
             DWORD e = GetLastError();
             if (e == ERROR_TOO_MANY_POSTS)
-                fail(errc::invalid_argument, "semaphore '" + name_ + "': release(" + std::to_string(n) + ") would exceed its maximum");
-            throw_os("ReleaseSemaphore", name_, e);
+                return report(err, errc::invalid_argument,
+                              "semaphore '" + name_ + "': release(" + std::to_string(n) + ") would exceed its maximum");
+            return os_error(err, "ReleaseSemaphore", name_, e);
         }
+        return true;
     }
     void close() noexcept {
         if (h_) CloseHandle(h_);
