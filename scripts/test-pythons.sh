@@ -20,6 +20,11 @@
 # What each run rebuilds: a copy of the working tree, the extension per interpreter (-j$JOBS),
 # the C++ test peers once (or SHAREDSTATE_TEST_BIN's, when given, as scripts/test.sh does).
 #
+# Measured (2 vCPUs shared with ~8 other builds, load 12-17, so slow): cold = debootstrap + apt
+# 600 s (916 MB), venvs 231 s (3.12) + 183 s (3.14) + 313 s (3.13t), CPython 3.13t at that load
+# ~55 min of make (4-7 min at -j1 on a quiet machine: ../shared/pythons/README.md); warm =
+# prepare 54 s (mounts), then per interpreter the extension build (268-723 s at this load)
+# and the suite. A quiet machine: ~30 min cold, ~12-15 min warm for the three.
 # env: PYTHONS="3.12 3.14 3.13t" (a subset runs only those), JOBS=1, NICE=10, MIRROR (default:
 #      the host's Debian mirror), PYTEST_ARGS (default "tests -q"), SHAREDSTATE_PYTHONS_LOGS
 #      (default build/pythons/logs in the clone).  Every stage prints its time; exit 1 if any
