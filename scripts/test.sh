@@ -2,7 +2,8 @@
 # The whole test suite, from a clean clone on a fresh Debian 12 machine (root):
 #   bash scripts/test.sh
 # 1. system packages  2. the package + test extra in a fresh venv  3. the C++ build
-# 4. pytest, ctest, the wheel  5. hardening (sanitizers, fuzzing)  6. Windows build + tests under Wine
+# 4. pytest, ctest, the wheel  5. hardening (sanitizers, fuzzing)  5b. MSVC mode (clang-cl)
+# 6. Windows build + tests under Wine
 # 7. the suite on other CPythons (3.12, 3.14, free-threaded 3.13t; SHAREDSTATE_SKIP_PYTHONS=1 skips)
 # Each stage prints a summary line; the script fails if any stage fails.
 set -uo pipefail
@@ -58,6 +59,17 @@ fi
 if [ -f scripts/hardening.sh ] && [ "${SHAREDSTATE_SKIP_HARDENING:-0}" != 1 ]; then
   log "hardening"
   bash scripts/hardening.sh || failed+=("hardening")
+fi
+
+# ---------------------------------------------------------------- 5b. MSVC mode (clang-cl syntax check)
+# clang 19 as clang-cl over every header, include order, test, tool, example and the Python
+# extension sources: x64/ARM64/x86, C++17/C++20 (scripts/check-msvc-mode.sh; PyPI downloads are
+# cached outside the clone, in /var/cache/sharedstate-msvc).
+if [ -f scripts/check-msvc-mode.sh ] && [ "${SHAREDSTATE_SKIP_MSVC:-0}" != 1 ]; then
+  log "MSVC mode (clang-cl)"
+  ms0=$(date +%s)
+  bash scripts/check-msvc-mode.sh build/msvc || failed+=("msvc-mode")
+  log "MSVC mode stage took $(( $(date +%s) - ms0 ))s"
 fi
 
 # ---------------------------------------------------------------- 6. Windows under Wine

@@ -302,15 +302,168 @@ def test_ls_and_inspect_pipes_and_semaphores(unique_name):
 
 
 def test_inspect_by_opening_the_windows_path(unique_name):
-    """What inspect does on Windows (no /dev/shm): open the object; checked natively too."""
+    """What inspect does on Windows (no /dev/shm): the core's look, which opens the object
+    there; the same call everywhere, checked natively too."""
     from sharedstate import _cli
     with ss.SharedState.create(unique_name, ss.CONTROLLER) as st:
         st.write(x=4, is_open=True)
         d = _cli._describe_opened(unique_name)
         assert d["kind"] == "state" and d["version"] == 1 and d["value"]["x"] == 4 and d["value"]["is_open"]
-        assert d["last_writer"] == {"pid": os.getpid()}
+        assert d["last_writer"] == {"pid": os.getpid(), "alive": True}
     if hasattr(ss, "Queue"):
         with ss.Queue.create(unique_name + "-q", 4096) as q:
             q.put(b"abc")
             d = _cli._describe_opened(unique_name + "-q")
             assert d["kind"] == "queue" and d["capacity"] == 4096 and d["pending"] == 1
+
+
+# ---------------------------------------------------------------- the documented limits
+# docs/FORMAT.md and docs/guide.md: 4096 fields, field names 31 bytes, object names 200
+# bytes, a payload of 2^30 bytes. The CLI reads through the core's own validation, so a
+# segment at every maximum is healthy there too.
+MAX_FIELDS, MAX_FIELD_NAME, MAX_NAME, MAX_PAYLOAD = 4096, 31, 200, 1 << 30
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _healthy_everywhere(name: str, *, fields: int, check_value) -> None:
+    # Generous timeouts: these only stop a hung child; a 1 GiB copy on a loaded machine is slow.
+    if LINUX:
+        r = cli("ls", "--json", timeout=600)
+        assert r.returncode == 0, r.stderr
+        (d,) = [o for o in json.loads(r.stdout) if o["name"] == name]
+        assert d["kind"] == "state" and d["problem"] is None and len(d["layout"]) == fields, d.get("problem")
+        r = cli("ls", timeout=600)
+        line = next(l for l in r.stdout.splitlines() if f" {name} " in l)
+        assert "! " not in line, line[:300]
+    r = cli("inspect", name, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = cli("inspect", "--json", name, timeout=600)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["problem"] is None and len(d["layout"]) == fields
+    check_value(d["value"])
+    r = cli("watch", "--plain", "--count", "1", name, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("version=")
+
+
+def _corrupt_copy(src: str, dst: str, patch) -> None:
+    with open(f"/dev/shm/{src}", "rb") as f:
+        data = bytearray(f.read())
+    patch(data)
+    with open(f"/dev/shm/{dst}", "wb") as f:
+        f.write(data)
+
+
+def _reported_corrupt(name: str, problem: str) -> None:
+    objs = {o["name"]: o for o in json.loads(cli("ls", "--json").stdout)}
+    assert problem in (objs[name]["problem"] or ""), objs[name]["problem"]
+    r = cli("ls")
+    assert r.returncode == 0
+    line = next(l for l in r.stdout.splitlines() if f" {name} " in l)
+    assert "! " in line and problem in line, line
+    for args in (("inspect", name), ("inspect", "--json", name), ("watch", "--count", "1", name)):
+        r = cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+    assert problem in cli("inspect", name).stderr
+    assert os.path.exists(f"/dev/shm/{name}"), "looking removed a corrupt segment"
+
+
+def test_cli_at_the_field_count_and_field_name_maxima(unique_name):
+    names = [f"{i:04d}".ljust(MAX_FIELD_NAME, "f") for i in range(MAX_FIELDS)]
+    layout = ss.Layout([(n, "<u2") for n in names])
+    assert len(layout) == MAX_FIELDS and max(len(n.encode()) for n in names) == MAX_FIELD_NAME
+    with pytest.raises(ValueError):
+        ss.SharedState.create(unique_name + "-over", ss.Layout([(f"f{i}", "u1") for i in range(MAX_FIELDS + 1)]))
+    with ss.SharedState.create(unique_name, layout) as st:
+        st.write(**{names[0]: 1, names[-1]: 4095})
+
+        def check(v):
+            assert v[names[0]] == 1 and v[names[-1]] == 4095 and v[names[17]] == 0
+
+        _healthy_everywhere(unique_name, fields=MAX_FIELDS, check_value=check)
+        if LINUX:  # the same bytes, corrupted two ways: reported, never crashed on, never removed
+            bad1, bad2 = unique_name + "-flip", unique_name + "-count"
+            try:
+                def flip(b):
+                    b[256 + 48 * (MAX_FIELDS - 1) + 3] ^= 0x01  # a name byte of the last field entry
+
+                def too_many(b):
+                    struct.pack_into("<I", b, 36, MAX_FIELDS + 1)  # field_count past the maximum
+
+                _corrupt_copy(unique_name, bad1, flip)
+                _corrupt_copy(unique_name, bad2, too_many)
+                _reported_corrupt(bad1, "checksum mismatch")
+                _reported_corrupt(bad2, "field count out of range")
+            finally:
+                for n in (bad1, bad2):
+                    try:
+                        os.unlink(f"/dev/shm/{n}")
+                    except FileNotFoundError:
+                        pass
+
+
+def test_cli_at_the_name_length_maximum(unique_name):
+    name = (unique_name + "-").ljust(MAX_NAME, "n")
+    assert len(name.encode()) == MAX_NAME
+    with pytest.raises(ValueError):
+        ss.SharedState.create(name + "n", ss.CONTROLLER)
+    with ss.SharedState.create(name, ss.CONTROLLER) as st:
+        st.write(x=12, y=-3)
+        _healthy_everywhere(name, fields=5, check_value=lambda v: (v["x"], v["y"]) == (12, -3) or pytest.fail(str(v)))
+
+
+@pytest.mark.skipif(_mem_available() < 8 << 30, reason="a 1 GiB payload needs 2 GiB of shared memory plus copies")
+def test_cli_at_the_payload_maximum(unique_name):
+    layout = ss.Layout([("blob", f"V{MAX_PAYLOAD - 8}"), ("tail", "<u8")])
+    assert layout.size == MAX_PAYLOAD
+    with pytest.raises(ValueError):
+        ss.SharedState.create(unique_name + "-over", ss.Layout.opaque(MAX_PAYLOAD + 1))
+    with ss.SharedState.create(unique_name, layout) as st:
+        st.write(tail=77)
+
+        def check(v):
+            assert v["tail"] == 77 and v["blob"] == f"<{MAX_PAYLOAD - 8} bytes>"
+
+        _healthy_everywhere(unique_name, fields=2, check_value=check)
+
+
+def test_the_cli_holds_no_copy_of_the_format():
+    """One source of truth for every byte: the CLI is presentation over _core.Peek; no magic,
+    offset, checksum or validation rule of docs/FORMAT.md is written in Python."""
+    from sharedstate import _cli
+    src = Path(_cli.__file__).read_text()
+    for needle in ("SHSTATE1", "SHQUEUE1", "SHFRAME", "2166136261", "16777619", "import struct", "OFF_",
+                   "pread", "field count out of range", "checksum", 'open("/proc', "f\"/proc"):
+        assert needle not in src, f"_cli.py re-implements the format or the OS look: {needle!r}"
+    assert set(ss._core.PEEK_KINDS) >= {"state", "queue"}
+
+
+def test_peek_describes_without_holding(unique_name):
+    with ss.SharedState.create(unique_name, ss.CONTROLLER) as st:
+        st.write(x=3)
+        with ss._core.Peek(unique_name) as p:
+            d = p.describe()
+            assert d["kind"] == "state" and d["problem"] is None and d["version"] == 1
+            assert len(d["payload"]) == 12 and d["payload"][:4] == (3).to_bytes(4, "little")
+            if LINUX:
+                assert d["holders_known"] and d["holder_pids"] == [os.getpid()]
+            assert p.still_named()
+            st.write(x=4)
+            assert p.describe(payload=False)["version"] == 2 and "payload" not in p.describe(payload=False)
+        with pytest.raises(ValueError, match="closed"):
+            p.describe()
+    if LINUX:  # the creator closed: the peek held nothing, so the segment went with it
+        assert not ss._core.segment_exists(unique_name)
+    with pytest.raises(FileNotFoundError):
+        ss._core.peek(unique_name)

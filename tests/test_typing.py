@@ -104,3 +104,73 @@ def test_mypy_catches_misuse(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 1
     assert "bad.py:3" in r.stdout and "bad.py:4" in r.stdout, r.stdout
+
+
+GUIDE = ROOT / "docs" / "guide.md"
+
+
+def _guide_python_blocks() -> list:
+    """Every ```python block of docs/guide.md, in order (read from the guide itself, so the
+    guide and this test cannot drift)."""
+    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
+def test_guide_has_the_buffer_examples():
+    blocks = _guide_python_blocks()
+    assert len(blocks) >= 3, "the guide's Python blocks were not found"
+    assert any("st.read_into(np.zeros((), dtype=dt))" in b for b in blocks)
+
+
+def test_every_guide_python_snippet_is_clean_under_mypy_strict(tmp_path):
+    pytest.importorskip("mypy", reason="mypy is not installed (add it to the test extra)")
+    files = []
+    for i, code in enumerate(_guide_python_blocks()):
+        f = tmp_path / f"guide_block_{i}.py"
+        f.write_text(code, encoding="utf-8")
+        files.append(str(f))
+    env = dict(os.environ)
+    env.pop("MYPYPATH", None)
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+                        "--cache-dir", str(tmp_path / "cache"), *files],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert r.returncode == 0, f"mypy --strict on docs/guide.md's python blocks:\n{r.stdout}{r.stderr}"
+
+
+def test_buffer_arguments_accept_what_callers_have(tmp_path):
+    """numpy arrays (and scalars for messages), bytearray, memoryview and ctypes objects pass
+    every buffer-taking call under mypy --strict (numpy arrays are not typing Buffers on 3.11)."""
+    pytest.importorskip("mypy", reason="mypy is not installed (add it to the test extra)")
+    code = '''
+from __future__ import annotations
+import ctypes
+import numpy as np
+import sharedstate as ss
+
+class C(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int32)]
+
+def calls(st: ss.SharedState, q: ss.Queue, p: ss.Pipe, m: ss.Mailslot, w: ss.MailslotWriter) -> None:
+    dt = np.dtype([("x", "<i4")])
+    for dst in (np.zeros((), dtype=dt), np.zeros(4, dtype=np.uint8), bytearray(4), memoryview(bytearray(4)), C()):
+        st.read_into(dst)
+        q.get_into(dst)
+        p.recv_into(dst)
+        m.recv_into(dst)
+    for src in (np.zeros(4, dtype=np.uint8), np.float64(1.0), b"abc", bytearray(3), memoryview(b"abc"), C()):
+        q.put(src)
+        p.send(src)
+        w.send(src)
+'''
+    f = tmp_path / "buffers.py"
+    f.write_text(code)
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary",
+                        "--cache-dir", str(tmp_path / "cache"), str(f)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bad = tmp_path / "bad_buffers.py"
+    bad.write_text("import sharedstate as ss\n"
+                   "def f(st: ss.SharedState) -> None:\n"
+                   "    st.read_into('not a buffer')\n")
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(bad)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 1 and "bad_buffers.py:3" in r.stdout, r.stdout

@@ -70,8 +70,8 @@ int main(int argc, char** argv) {
     int rounds = 15;
     long iters = 2000000;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--rounds")) rounds = std::max(1, std::atoi(argv[i + 1]));
-        else if (!std::strcmp(argv[i], "--iters")) iters = std::max(1000L, std::atol(argv[i + 1]));
+        if (!std::strcmp(argv[i], "--rounds")) rounds = (std::max)(1, std::atoi(argv[i + 1]));
+        else if (!std::strcmp(argv[i], "--iters")) iters = (std::max)(1000L, std::atol(argv[i + 1]));
     }
     const std::string name = "sst-bench-cxx-" + std::to_string(bench_getpid());
     using sharedstate::SharedState;

@@ -14,6 +14,7 @@ PyObject* WrongKindError = nullptr;
 void bind_state(py::module_& m);     // state_type.cpp
 void bind_queue(py::module_& m);     // bind_queue.cpp
 void bind_channels(py::module_& m);  // bind_channels.cpp
+void bind_peek(py::module_& m);      // bind_peek.cpp
 
 static void set_os_error(int code, const char* msg, bool windows) {
     PyObject* args = windows ? Py_BuildValue("(isOi)", 0, msg, Py_None, code) : Py_BuildValue("(is)", code, msg);
@@ -119,4 +120,5 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
     bind_state(m);
     bind_queue(m);
     bind_channels(m);
+    bind_peek(m);
 }

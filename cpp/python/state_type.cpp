@@ -276,9 +276,9 @@ PyObject* state_read(PyObject* self, PyObject*) {
         return s->last_snap;
     }
     const Layout& L = *s->layout;
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
     uint64_t seq = 0;
     if (!copy_out(b.get(), buf, 0, L.size, &seq)) return nullptr;
@@ -327,9 +327,9 @@ PyObject* state_read(PyObject* self, PyObject*) {
         }
     }
     const Layout& L = *s->layout;
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
     uint64_t seq = 0;
     if (!copy_out(b.get(), buf, 0, L.size, &seq)) return nullptr;
@@ -408,9 +408,9 @@ PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
         PyErr_SetString(PyExc_TypeError, "write() takes fields as keywords, or one positional value for the whole payload");
         return nullptr;
     }
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
     if (nargs == 1) {
         PyObject* v = args[0];
@@ -580,9 +580,9 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     auto* s = reinterpret_cast<StateCore*>(obj);
     if (!check_open(s)) return nullptr;
     const Field& f = s->layout->fields[size_t(reinterpret_cast<FieldDescr*>(self)->pos)];
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     size_t n = size_t(f.nbytes());
     if (n > kStack) { big.reset(new unsigned char[n]); buf = big.get(); }
     {
@@ -607,9 +607,9 @@ int field_set(PyObject* self, PyObject* obj, PyObject* value) {
     auto* s = reinterpret_cast<StateCore*>(obj);
     if (!check_open(s)) return -1;
     const Field& f = s->layout->fields[size_t(d->pos)];
-    unsigned char small[kStack];
+    unsigned char stack_buf[kStack];
     std::unique_ptr<unsigned char[]> big;
-    unsigned char* buf = small;
+    unsigned char* buf = stack_buf;
     size_t n = size_t(f.nbytes());
     if (n > kStack) { big.reset(new unsigned char[n]); buf = big.get(); }
     Field at0 = f;

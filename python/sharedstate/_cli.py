@@ -1,15 +1,17 @@
 """The command line: ``python -m sharedstate {ls,inspect,watch,rm,cleanup,demo}``.
 
-Looking never changes lifetime. On Linux ``ls``, ``inspect`` and ``watch`` read the
-segments under /dev/shm with plain read-only ``pread`` calls: they take no holder lock,
-so they neither keep a segment alive nor remove one when they exit, and they never map
-the bytes (a foreign process shrinking a file cannot crash them). Holders are found in
-/proc/locks (every holder keeps a shared flock). The value shown is read with the
-segment's own seqlock protocol (sequence, stable copy, sequence again), so it is never
-torn. Header bytes are untrusted: anything that fails validation is reported, not used.
+This module is presentation only: tables, JSON and ``watch``'s redraw. What it shows about a
+segment comes from the compiled core's read-only look (``_core.Peek`` / ``_core.peek``,
+cpp/include/sharedstate/inspect.hpp), which validates the header with the same code as
+``open()`` and reads the value with the segment's own seqlock, so it is never torn and a
+header that fails validation is reported, never used. No byte of docs/FORMAT.md is
+parsed here.
 
-On Windows named objects cannot be listed; ``inspect`` and ``watch`` open the object
-(and so hold it while they run, which is how Windows lifetime works anyway).
+Looking never changes lifetime. On Linux the look maps the segment read-only and takes no
+holder lock, so ``ls``, ``inspect`` and ``watch`` neither keep a segment alive nor remove
+one when they exit; holders are found in /proc/locks (every holder keeps a shared flock).
+On Windows named objects cannot be listed; ``inspect`` and ``watch`` open the object (and
+so hold it while they run, which is how Windows lifetime works anyway).
 """
 from __future__ import annotations
 
@@ -17,32 +19,20 @@ import argparse
 import datetime as _dt
 import json
 import os
-import struct
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
+import numpy as np
+
 from . import _core
+from ._layout import Layout
 
 SHM_DIR = "/dev/shm"
 LINUX = sys.platform.startswith("linux")
 
-# ---------------------------------------------------------------- the format (docs/FORMAT.md)
-# Mirrors cpp/include/sharedstate/format.hpp; little-endian only.
-MAGIC_STATE = b"SHSTATE1"
-MAGIC_QUEUE = b"SHQUEUE1"
-KIND_STATE, KIND_QUEUE = 1, 2
-FLAG_PERSISTENT = 1
-PREAMBLE = struct.Struct("<8sHHIQIIIIIIIIQ")  # 64 bytes: magic .. created_unix_ns
-FIELD = struct.Struct("<32sIIcBHI")            # 48 bytes per field table entry
-OFF_LOCK, OFF_LAST_WRITER, OFF_RECOVERIES = 64, 72, 80
-OFF_SEQ, OFF_WAITERS, OFF_FIELDS = 128, 192, 256
-MAX_FIELDS, MAX_PAYLOAD = 256, 1 << 30
-assert PREAMBLE.size == 64 and FIELD.size == 48
-
-_PY_FMT = {("i", 1): "b", ("i", 2): "h", ("i", 4): "i", ("i", 8): "q",
-           ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q",
-           ("f", 4): "f", ("f", 8): "d", ("b", 1): "?"}
+#: Byte fields longer than this are shown by size, not content (a 1 GiB payload stays readable).
+SHOW_BYTES = 4096
 
 
 class Problem(Exception):
@@ -53,165 +43,31 @@ class Gone(Exception):
     """The object being watched was removed (its last holder closed it)."""
 
 
-def _fnv1a(data: bytes, h: int = 2166136261) -> int:
-    for b in data:
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-class Peek:
-    """Read-only, lock-free, map-free access to one /dev/shm entry (Linux)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.path = os.path.join(SHM_DIR, name)
-        self.fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            st = os.fstat(self.fd)
-        except OSError:
-            os.close(self.fd)
-            raise
-        self.size = st.st_size
-        self.uid = st.st_uid
-        self.mode = st.st_mode & 0o7777
-        self.dev_ino = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "Peek":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def pread(self, n: int, off: int) -> bytes:
-        data = os.pread(self.fd, n, off)
-        if len(data) != n:
-            raise Problem(f"truncated: {self.size} bytes, wanted {n} at offset {off}")
-        return data
-
-    def u64(self, off: int) -> int:
-        return int(struct.unpack("<Q", self.pread(8, off))[0])
-
-    def u32(self, off: int) -> int:
-        return int(struct.unpack("<I", self.pread(4, off))[0])
-
-    def magic(self) -> bytes:
-        return os.pread(self.fd, 8, 0) if self.size >= 8 else b""
-
-    def kind(self) -> str:
-        m = self.magic()
-        return "state" if m == MAGIC_STATE else "queue" if m == MAGIC_QUEUE else "other"
-
-    # ---- the state header, validated like format::validate_state
-    def preamble(self) -> Dict[str, Any]:
-        if self.size < 64:
-            raise Problem(f"truncated ({self.size} bytes)")
-        (magic, version, kind, header_size, segment_size, payload_size, payload_align, slot_stride,
-         field_count, fields_offset, flags, checksum, creator_pid, created_ns) = PREAMBLE.unpack(self.pread(64, 0))
-        return dict(magic=magic, format_version=version, kind_code=kind, header_size=header_size,
-                    segment_size=segment_size, payload_size=payload_size, payload_align=payload_align,
-                    slot_stride=slot_stride, field_count=field_count, fields_offset=fields_offset,
-                    flags=flags, checksum=checksum, creator_pid=creator_pid, created_unix_ns=created_ns)
-
-    def state_header(self) -> Dict[str, Any]:
-        p = self.preamble()
-        if p["magic"] != MAGIC_STATE:
-            raise Problem("not a sharedstate state segment (bad magic)")
-        if p["format_version"] != 1:
-            raise Problem(f"format version {p['format_version']}, this tool reads 1")
-        if p["kind_code"] != KIND_STATE:
-            raise Problem(f"kind {p['kind_code']} is not a state")
-        if p["fields_offset"] != OFF_FIELDS:
-            raise Problem("field table offset is not 256")
-        n = p["field_count"]
-        if not 0 < n <= MAX_FIELDS:
-            raise Problem("field count out of range")
-        table_end = OFF_FIELDS + 48 * n
-        if p["header_size"] % 64 or p["header_size"] < table_end:
-            raise Problem("header size inconsistent")
-        if not 0 < p["payload_size"] <= MAX_PAYLOAD:
-            raise Problem("payload size out of range")
-        if p["slot_stride"] % 64 or p["slot_stride"] < p["payload_size"]:
-            raise Problem("slot stride inconsistent")
-        need = p["header_size"] + 2 * p["slot_stride"]
-        if p["segment_size"] != need:
-            raise Problem("segment size field inconsistent")
-        if need > self.size:
-            raise Problem(f"truncated ({self.size} bytes, needs {need})")
-        pre = bytearray(self.pread(56, 8))
-        pre[40:44] = b"\0\0\0\0"  # the checksum field itself (offset 48) counts as 0
-        table = self.pread(48 * n, OFF_FIELDS)
-        if _fnv1a(table, _fnv1a(bytes(pre))) != p["checksum"]:
-            raise Problem("header checksum mismatch")
-        fields = []
-        for i in range(n):
-            raw_name, offset, count, kind, itemsize, _r0, _r1 = FIELD.unpack_from(table, 48 * i)
-            name = raw_name.split(b"\0", 1)[0].decode("utf-8", "replace")
-            k = kind.decode("latin-1")
-            if not name:
-                raise Problem(f"field {i} has no name")
-            if k not in "iufbSV" or count == 0 or offset + itemsize * count > p["payload_size"]:
-                raise Problem(f"field {name!r} is out of range")
-            if k in "iufb" and (k, itemsize) not in _PY_FMT:
-                raise Problem(f"field {name!r}: bad item size {itemsize}")
-            fields.append(dict(name=name, kind=k, itemsize=itemsize, offset=offset, count=count))
-        p["fields"] = fields
-        p["persistent"] = bool(p["flags"] & FLAG_PERSISTENT)
-        return p
-
-    # ---- the queue header (cpp/include/sharedstate/queue.hpp, docs/FORMAT.md (Queue segment))
-    def queue_facts(self) -> Dict[str, Any]:
-        p = self.preamble()
-        if p["format_version"] != 1 or p["kind_code"] != KIND_QUEUE or p["header_size"] != 320:
-            raise Problem("queue header: version, kind or header size is wrong")
-        capacity, max_message, record_align = struct.unpack("<QII", self.pread(16, 24))
-        if capacity < 256 or capacity > (1 << 30) or capacity & (capacity - 1):
-            raise Problem(f"queue capacity {capacity} is not a power of two in 256..2^30")
-        if p["segment_size"] != 320 + capacity:
-            raise Problem("segment size field inconsistent")
-        if p["segment_size"] > self.size:
-            raise Problem(f"truncated ({self.size} bytes, needs {p['segment_size']})")
-        pre = bytearray(self.pread(56, 8))
-        pre[40:44] = b"\0\0\0\0"
-        if _fnv1a(bytes(pre)) != p["checksum"]:
-            raise Problem("header checksum mismatch")
-        tail, puts, recoveries = self.u64(72), self.u64(80), self.u64(88)
-        head, gets, skipped, consumer = self.u64(128), self.u64(136), self.u64(144), self.u64(152)
-        return dict(header_size=320, segment_size=p["segment_size"], capacity=capacity, max_message=max_message,
-                    pending=max(0, puts - gets), used_bytes=max(0, tail - head), puts=puts, gets=gets,
-                    skipped=skipped, recoveries=recoveries,
-                    consumer=None if consumer == 0 else {"pid": consumer >> 32, "alive": owner_alive(consumer)})
-
-    def live(self) -> Dict[str, int]:
-        return dict(seq=self.u64(OFF_SEQ), lock_owner=self.u64(OFF_LOCK), last_writer=self.u64(OFF_LAST_WRITER),
-                    recoveries=self.u64(OFF_RECOVERIES), waiters=self.u32(OFF_WAITERS))
-
-    def read_payload(self, h: Dict[str, Any], tries: int = 1000) -> Tuple[int, bytes]:
-        """(version, payload): the seqlock read: seq, the stable copy, seq again."""
-        size, stride, base = h["payload_size"], h["slot_stride"], h["header_size"]
-        for _ in range(tries):
-            s1 = self.u64(OFF_SEQ)
-            data = self.pread(size, base + (s1 & 1) * stride)
-            if self.u64(OFF_SEQ) == s1:
-                return s1 >> 1, data
-        raise Problem(f"no consistent read in {tries} tries (a writer storming it?)")
-
-
-def decode_fields(fields: Sequence[Dict[str, Any]], payload: bytes) -> Dict[str, Any]:
+# ---------------------------------------------------------------- values, for showing
+def decode_value(d: Dict[str, Any]) -> Dict[str, Any]:
+    """The fields of a described state's payload copy as Python values (numpy does the
+    conversion, from the layout the core validated)."""
+    fields: Sequence[Dict[str, Any]] = d["layout"]
+    payload: bytes = d["payload"]
+    mv = memoryview(payload)
+    numeric = [f for f in fields if f["kind"] not in ("S", "V")]
+    rec = None
+    if numeric:
+        layout = Layout._make([(f["name"], f["kind"], f["itemsize"], f["offset"], f["count"]) for f in numeric],
+                              len(payload), int(d.get("payload_align") or 1))
+        rec = np.frombuffer(payload, dtype=layout.dtype, count=1)[0]
     out: Dict[str, Any] = {}
     for f in fields:
-        k, size, off, count = f["kind"], f["itemsize"], f["offset"], f["count"]
-        if k == "S":
-            out[f["name"]] = payload[off:off + count].split(b"\0", 1)[0]
-        elif k == "V":
-            out[f["name"]] = payload[off:off + count]
+        name, off, count = f["name"], f["offset"], f["count"]
+        if f["kind"] in ("S", "V"):
+            if count > SHOW_BYTES:
+                out[name] = f"<{count} bytes>"
+            else:
+                raw = bytes(mv[off:off + count])
+                out[name] = raw.split(b"\0", 1)[0] if f["kind"] == "S" else raw
         else:
-            vals = struct.unpack_from(f"<{count}{_PY_FMT[(k, size)]}", payload, off)
-            out[f["name"]] = vals[0] if count == 1 else list(vals)
+            assert rec is not None
+            out[name] = rec[name].tolist()
     return out
 
 
@@ -238,155 +94,45 @@ def layout_text(fields: Sequence[Dict[str, Any]]) -> str:
     return " ".join(one(f) for f in fields)
 
 
-# ---------------------------------------------------------------- processes and holders
-def _start_time(pid: int) -> Optional[Tuple[str, int]]:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read().decode("latin-1")
-    except OSError:
+def _iso(ns: Optional[int]) -> Optional[str]:
+    if ns is None:
         return None
-    rest = text[text.rfind(")") + 2:].split()
-    try:
-        return rest[0], int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def owner_alive(word: int) -> bool:
-    """Same rule as the C++ owner_alive: pid alive, not a zombie, same start-time token."""
-    pid, token = word >> 32, word & 0xFFFFFFFF
-    if pid <= 0:
-        return False
-    st = _start_time(pid)
-    if st is None:
-        return False
-    state, start = st
-    return state not in ("Z", "X") and ((start & 0xFFFFFFFF) or 1) == token
-
-
-def flock_holders(dev_ino: Tuple[int, int, int]) -> Optional[List[int]]:
-    """Pids holding a flock on the file (from /proc/locks), or None if unreadable."""
-    want = f"{dev_ino[0]:02x}:{dev_ino[1]:02x}:{dev_ino[2]}"
-    try:
-        with open("/proc/locks") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    pids: List[int] = []
-    for line in lines:
-        parts = line.split()
-        if "->" in parts or len(parts) < 6 or parts[1] != "FLOCK":
-            continue
-        if parts[5] == want:
-            try:
-                pids.append(int(parts[4]))
-            except ValueError:
-                pass
-    return sorted(set(pids))
-
-
-def _holders(p: Peek) -> Tuple[bool, List[int]]:
-    pids = flock_holders(p.dev_ino)
-    if pids is None:  # no /proc/locks: ask with a probe (a brief non-blocking lock attempt)
-        return bool(_core.segment_held(p.name)), []
-    return bool(pids), pids
-
-
-# ---------------------------------------------------------------- describing one object
-def describe(name: str, *, value: bool = True) -> Dict[str, Any]:
-    """Everything ls/inspect show about /dev/shm/NAME. Raises FileNotFoundError."""
-    with Peek(name) as p:
-        kind = p.kind()
-        d: Dict[str, Any] = {"kind": kind, "name": name, "size": p.size, "mode": oct(p.mode), "problem": None}
-        held, pids = _holders(p)
-        d["holders_alive"] = held
-        d["holder_pids"] = pids
-        if kind == "other":
-            d["first_bytes"] = os.pread(p.fd, 32, 0).hex()
-            return d
-        try:
-            pre = p.preamble()
-        except Problem as e:
-            d["problem"] = str(e)
-            return d
-        d["format_version"] = pre["format_version"]
-        d["persistent"] = bool(pre["flags"] & FLAG_PERSISTENT)
-        d["creator_pid"] = pre["creator_pid"]
-        d["created"] = _iso(pre["created_unix_ns"])
-        if kind == "queue":
-            try:
-                d.update(p.queue_facts())
-            except Problem as e:
-                d["problem"] = str(e)
-            return d
-        try:
-            h = p.state_header()
-            live = p.live()
-        except Problem as e:
-            d["problem"] = str(e)
-            return d
-        d.update(payload_size=h["payload_size"], payload_align=h["payload_align"], header_size=h["header_size"],
-                 slot_stride=h["slot_stride"], segment_size=h["segment_size"], layout=h["fields"],
-                 version=live["seq"] >> 1)
-        lo, lw = live["lock_owner"], live["last_writer"]
-        d["writer_lock"] = None if lo == 0 else {"pid": lo >> 32, "alive": owner_alive(lo)}
-        d["last_writer"] = None if lw == 0 else {"pid": lw >> 32, "alive": owner_alive(lw)}
-        d["recoveries"] = live["recoveries"]
-        d["waiters"] = live["waiters"]
-        if value:
-            try:
-                d["version"], payload = p.read_payload(h)
-                d["value"] = decode_fields(h["fields"], payload)
-            except Problem as e:
-                d["problem"] = str(e)
-        return d
-
-
-def _iso(ns: int) -> Optional[str]:
     try:
         return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat(timespec="seconds")
     except (OverflowError, OSError, ValueError):
         return None
 
 
+# ---------------------------------------------------------------- describing one object
+def _present(d: Dict[str, Any], *, value: bool) -> Dict[str, Any]:
+    """The core's description, shaped for showing (ISO time, octal mode, hex bytes, values)."""
+    d = dict(d)
+    d.pop("holders_known", None)
+    d["mode"] = oct(d["mode"])
+    if "first_bytes" in d:
+        d["first_bytes"] = d["first_bytes"].hex()
+    if "created_unix_ns" in d:
+        d["created"] = _iso(d.pop("created_unix_ns"))
+    payload = d.pop("payload", None)
+    if value and payload is not None and "layout" in d:
+        d["value"] = decode_value(dict(d, payload=payload))
+    return d
+
+
+def describe(name: str, *, value: bool = True) -> Dict[str, Any]:
+    """Everything ls/inspect show about the segment NAME. Raises FileNotFoundError."""
+    return _present(_core.peek(name, payload=value), value=value)
+
+
 def _describe_opened(name: str) -> Dict[str, Any]:
-    """Windows (no /dev/shm): open the object, as its holder for the moment."""
-    from ._state import SharedState
-    try:
-        st = SharedState.open(name)
-    except _core.WrongKindError:
-        return _describe_opened_queue(name)
-    with st:
-        info = st.info()
-        snap = st.read()
-        fields = [f._asdict() for f in st.layout.fields]
-        d: Dict[str, Any] = {"kind": "state", "name": name, "size": info.get("segment_size"), "problem": None,
-                             "holders_alive": True, "holder_pids": [], "layout": fields,
-                             "payload_size": st.layout.size, "version": info.get("version"),
-                             "persistent": info.get("persistent"), "creator_pid": info.get("creator_pid"),
-                             "created": _iso(int(info.get("created_unix_ns") or 0)),
-                             "writer_lock": None if info.get("lock_owner_pid") is None else {"pid": info["lock_owner_pid"]},
-                             "last_writer": None if info.get("last_writer_pid") is None else {"pid": info["last_writer_pid"]},
-                             "recoveries": info.get("recoveries"), "waiters": info.get("waiters"),
-                             "value": dict(zip(st.layout.names, snap))}
-        return d
-
-
-def _describe_opened_queue(name: str) -> Dict[str, Any]:
-    from ._queue import Queue
-    with Queue.open(name) as q:
-        i = q.info()
-        return {"kind": "queue", "name": name, "size": i.get("segment_size"), "problem": None,
-                "holders_alive": True, "holder_pids": [], "persistent": i.get("persistent"),
-                "creator_pid": i.get("creator_pid"), "created": _iso(int(i.get("created_unix_ns") or 0)),
-                "capacity": i.get("capacity"), "max_message": i.get("max_message"), "pending": i.get("count"),
-                "used_bytes": i.get("used_bytes"), "skipped": i.get("skipped"), "recoveries": i.get("recoveries"),
-                "consumer": None if i.get("consumer_pid") is None else {"pid": i["consumer_pid"]}}
+    """What inspect shows on Windows (no /dev/shm): the same look, which there opens the
+    object (as its holder for the moment)."""
+    return describe(name)
 
 
 def _file_holders(path: str) -> Tuple[bool, List[int]]:
-    st = os.stat(path)
-    pids = flock_holders((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+    os.stat(path)  # FileNotFoundError if missing
+    pids = _core.file_holders(path)
     return bool(pids), pids or []
 
 
@@ -437,11 +183,14 @@ def describe_any(name: str) -> Dict[str, Any]:
     raise FileNotFoundError(name)
 
 
-MAILSLOT_SUFFIX = ".mailslot"  # Linux: a mailslot is a queue segment NAME.mailslot (mailslot.hpp)
+MAILSLOT_SUFFIX = _core.MAILSLOT_SEGMENT_SUFFIX  # Linux: a mailslot is a queue segment NAME.mailslot (mailslot.hpp)
 
 
 def describe_mailslot(name: str) -> Dict[str, Any]:
-    return _as_mailslot(describe(name + MAILSLOT_SUFFIX))
+    try:
+        return _as_mailslot(describe(name + MAILSLOT_SUFFIX))
+    except ValueError:  # NAME + the suffix is longer than a name may be: no such mailslot
+        raise FileNotFoundError(name) from None
 
 
 def _as_mailslot(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -462,7 +211,7 @@ def list_objects(include_other: bool = False) -> List[Dict[str, Any]]:
             if st.st_uid != uid or not os.path.isfile(path):
                 continue
             d = describe_semaphore(entry[4:]) if entry.startswith("sem.") else _as_mailslot(describe(entry, value=False))
-        except OSError:  # gone meanwhile, or not readable: not ours to show
+        except (OSError, ValueError):  # gone meanwhile, not readable, or a name sharedstate cannot make
             continue
         if d["kind"] == "other" and not include_other:
             continue
@@ -506,7 +255,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for d in objs:
         if d.get("problem"):
             layout = "! " + d["problem"]
-        elif d["kind"] == "state":
+        elif "layout" in d:  # a state (or any kind whose payload is self-described)
             layout = layout_text(d["layout"]) + (" (persistent)" if d.get("persistent") else "")
         elif d["kind"] in ("queue", "mailslot") and "capacity" in d:
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
@@ -567,21 +316,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  first bytes     {d.get('first_bytes', '')}", file=out)
         print("  (attach with SharedState.attach_raw(name, layout))", file=out)
         return 0
-    for key, label in (("format_version", "format"), ("persistent", "persistent"), ("creator_pid", "creator pid"),
-                       ("created", "created"), ("header_size", "header size"), ("payload_size", "payload size"),
-                       ("payload_align", "payload align"), ("slot_stride", "slot stride"),
-                       ("segment_size", "segment size"), ("version", "version"), ("capacity", "capacity"),
-                       ("max_message", "max message"), ("pending", "pending"), ("used_bytes", "used bytes"),
-                       ("puts", "puts"), ("gets", "gets"), ("skipped", "skipped"), ("recoveries", "recoveries"),
-                       ("waiters", "waiters")):
+    for key, label in _LABELS:
         if key in d and d[key] is not None:
             print(f"  {label:<15} {d[key]}", file=out)
+    # Facts of a kind this table does not list (a new kind's sizes, counters, owners): as they come.
+    for key, v in d.items():
+        if key in _SHOWN or v is None:
+            continue
+        if isinstance(v, dict) and "pid" in v:
+            print(f"  {key.replace('_', ' '):<15} {_owner_text(v, 'none')}", file=out)
+        elif isinstance(v, (bool, int, float, str)):
+            print(f"  {key.replace('_', ' '):<15} {v}", file=out)
     if d["kind"] in ("queue", "mailslot") and "capacity" in d:
         print(f"  consumer        {_owner_text(d.get('consumer'), 'none')}", file=out)
-    if d["kind"] == "state" and "layout" in d:
+    if "writer_lock" in d or "last_writer" in d:
         wl, lw = d.get("writer_lock"), d.get("last_writer")
         print(f"  writer lock     {_owner_text(wl, 'free')}", file=out)
         print(f"  last writer     {_owner_text(lw, 'none yet')}", file=out)
+    if "layout" in d:
         print("  layout", file=out)
         value = d.get("value") or {}
         for f in d["layout"]:
@@ -594,6 +346,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+_LABELS = (("format_version", "format"), ("persistent", "persistent"), ("creator_pid", "creator pid"),
+           ("created", "created"), ("header_size", "header size"), ("payload_size", "payload size"),
+           ("payload_align", "payload align"), ("slot_stride", "slot stride"),
+           ("segment_size", "segment size"), ("version", "version"), ("capacity", "capacity"),
+           ("max_message", "max message"), ("pending", "pending"), ("used_bytes", "used bytes"),
+           ("puts", "puts"), ("gets", "gets"), ("skipped", "skipped"), ("recoveries", "recoveries"),
+           ("waiters", "waiters"))
+_SHOWN = {k for k, _ in _LABELS} | {"name", "kind", "size", "mode", "problem", "holders_alive", "holder_pids",
+                                    "layout", "value", "first_bytes", "path", "writer_lock", "last_writer",
+                                    "consumer"}
+
+
 def _owner_text(o: Optional[Dict[str, Any]], none: str) -> str:
     if o is None:
         return none
@@ -603,33 +367,18 @@ def _owner_text(o: Optional[Dict[str, Any]], none: str) -> str:
 
 def _watch_frames(name: str, interval: float) -> Iterator[Tuple[int, Dict[str, Any], List[Dict[str, Any]]]]:
     """Yields (version, values, fields) every `interval` seconds."""
-    if LINUX:
-        with Peek(name) as p:
-            if p.kind() == "queue":
-                raise Problem("is a queue; watch shows a state's fields (try 'inspect')")
-            h = p.state_header()
-            while True:
-                v, payload = p.read_payload(h)
-                yield v, decode_fields(h["fields"], payload), h["fields"]
-                time.sleep(interval)
-                try:  # still the object we are showing? (its last holder may have removed it)
-                    now = os.stat(p.path)
-                    same = (os.major(now.st_dev), os.minor(now.st_dev), now.st_ino) == p.dev_ino
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    raise Gone(name)
-    else:
-        from ._state import SharedState
-        with SharedState.open(name) as st:
-            fields = [f._asdict() for f in st.layout.fields]
-            while True:
-                snap = st.read()
-                yield st.version, dict(zip(st.layout.names, snap)), fields
-                try:
-                    st.wait(timeout=interval)
-                except TimeoutError:
-                    pass
+    with _core.Peek(name) as p:
+        while True:
+            d = p.describe()
+            if d["problem"]:
+                raise Problem(d["problem"])
+            if d["kind"] != "state":
+                what = "has no sharedstate header" if d["kind"] == "other" else f"is a {d['kind']}"
+                raise Problem(f"{what}; watch shows a state's fields (try 'inspect')")
+            yield d["version"], decode_value(d), d["layout"]
+            time.sleep(interval)
+            if not p.still_named():  # still the object we are showing? (its last holder may have removed it)
+                raise Gone(name)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -779,8 +528,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-LOOKING = ("Looking never changes lifetime: on Linux ls/inspect/watch read /dev/shm with plain "
-           "read-only reads and take no holder lock, so they neither keep a segment alive nor "
+LOOKING = ("Looking never changes lifetime: on Linux ls/inspect/watch map a segment read-only "
+           "and take no holder lock, so they neither keep a segment alive nor "
            "remove it when they exit. (On Windows inspect/watch hold the object while they run.)")
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Literal
 
-from typing_extensions import Buffer
+import numpy as np
+from typing_extensions import Buffer, TypeAlias
 
 __version__: str
 PLATFORM: Final[Literal["posix", "win32"]]
@@ -20,6 +21,12 @@ class CorruptSegmentError(ValueError):
 
 class WrongKindError(CorruptSegmentError):
     """The name belongs to another kind of sharedstate object."""
+
+# What the buffer-taking calls accept. bytes, bytearray, memoryview, array.array, mmap and
+# ctypes objects are Buffers on every Python; numpy arrays and scalars are Buffers for mypy
+# only on Python 3.12+ (numpy's stubs declare __buffer__ there), so they are named as well.
+_ReadableBuffer: TypeAlias = Buffer | np.ndarray[Any, Any] | np.generic  # a message, read only
+_WritableBuffer: TypeAlias = Buffer | np.ndarray[Any, Any]               # a destination, written in place
 
 # A field as the bindings exchange it: (name, kind, itemsize, offset, count),
 # kind one of 'i' 'u' 'f' 'b' 'S' 'V'.
@@ -38,7 +45,7 @@ class StateCore:
         """One consistent snapshot: a named tuple of the layout's fields (its type is made per
         layout at run time, so it is typed Any; attribute and index access both work)."""
 
-    def read_into(self, buf: Buffer, /) -> int:
+    def read_into(self, buf: _WritableBuffer, /) -> int:
         """A consistent copy into a writable buffer of layout.size bytes; returns the version."""
 
     def write(self, *values: Any, **fields: Any) -> None:
@@ -94,13 +101,13 @@ class Pipe:
         """Connects to the PipeServer NAME. Nobody serving: FileNotFoundError at once
         (timeout=None), or retried until the timeout (TimeoutError)."""
 
-    def send(self, data: Buffer, timeout: float | None = None) -> None:
+    def send(self, data: _ReadableBuffer, timeout: float | None = None) -> None:
         """Sends one whole message. Longer than max_message: ValueError. Peer gone: BrokenPipeError."""
 
     def recv(self, timeout: float | None = None) -> bytes:
         """The next whole message. TimeoutError; EOFError when the peer closed; BrokenPipeError when it died."""
 
-    def recv_into(self, buf: Buffer, timeout: float | None = None) -> int:
+    def recv_into(self, buf: _WritableBuffer, timeout: float | None = None) -> int:
         """Copies the next message into buf and returns its size (too large: ValueError, not consumed)."""
 
     def peek(self) -> bytes | None:
@@ -178,13 +185,13 @@ class Semaphore:
 class QueueCore:
     """The compiled half of sharedstate.Queue (hot calls through CPython's own conventions)."""
 
-    def put(self, data: Buffer, timeout: float | None = None) -> None:
+    def put(self, data: _ReadableBuffer, timeout: float | None = None) -> None:
         """Append one message; blocks while the queue is full (TimeoutError; 0: do not wait)."""
 
     def get(self, timeout: float | None = None) -> bytes:
         """The oldest message; blocks while empty (TimeoutError)."""
 
-    def get_into(self, buf: Buffer, timeout: float | None = None) -> int:
+    def get_into(self, buf: _WritableBuffer, timeout: float | None = None) -> int:
         """Copy the oldest message into a writable buffer; its length (too small: ValueError, not consumed)."""
 
     def empty(self) -> bool:
@@ -234,7 +241,7 @@ class MailslotCore:
     def recv(self, timeout: float | None = None) -> bytes:
         """The next whole message (TimeoutError)."""
 
-    def recv_into(self, buf: Buffer, timeout: float | None = None) -> int:
+    def recv_into(self, buf: _WritableBuffer, timeout: float | None = None) -> int:
         """Copies the next message into buf; its size."""
 
     def info(self) -> tuple[int | None, int | None]:
@@ -252,7 +259,7 @@ class MailslotWriterCore:
     """The compiled half of sharedstate.MailslotWriter (FileNotFoundError if nobody reads NAME)."""
 
     def __init__(self, name: str) -> None: ...
-    def send(self, data: Buffer, timeout: float | None = 0.0) -> None:
+    def send(self, data: _ReadableBuffer, timeout: float | None = 0.0) -> None:
         """One message; never waits while there is room (TimeoutError when the reader fell
         `capacity` bytes behind for `timeout` seconds; BrokenPipeError when it is gone)."""
 
@@ -272,3 +279,46 @@ def state_remove_if_stale(name: str) -> bool:
 def segment_exists(name: str, /) -> bool: ...
 def segment_held(name: str, /) -> bool:
     """Is any process holding it? (a brief non-blocking lock probe on Linux) False if missing."""
+
+# ---------------------------------------------------------------- looking without holding (inspect.hpp)
+PEEK_KINDS: Final[tuple[str, ...]]
+"""The segment kinds a Peek recognises by magic ("state", "queue", ...)."""
+MAILSLOT_SEGMENT_SUFFIX: Final[str]
+"""Linux: the Queue segment behind the mailslot NAME is NAME + this."""
+
+class Peek:
+    """A read-only look at the segment NAME: mapped read-only, no holder lock, so it never
+    keeps a segment alive or removes it (Windows: opened like any reader, held while open).
+    FileNotFoundError if NAME does not exist."""
+
+    def __init__(self, name: str) -> None: ...
+    def describe(self, payload: bool = True) -> dict[str, Any]:
+        """The object now, validated with open()'s code. Always: name, kind (a PEEK_KINDS
+        entry or "other"), size, mode, problem (None, or why validation failed: then
+        nothing else is reported), holders_known, holders_alive, holder_pids. "other":
+        first_bytes. A valid header adds format_version, persistent, creator_pid,
+        created_unix_ns and the kind's facts (ints, str, or owners as None | {"pid", "alive"}):
+        states header_size, payload_size, payload_align, slot_stride, segment_size,
+        writer_lock, last_writer, recoveries, waiters, version, layout (list of {name,
+        kind, itemsize, offset, count}) and, with payload=True, payload (a consistent copy,
+        bytes); queues header_size, segment_size, capacity, max_message, pending,
+        used_bytes, puts, gets, skipped, recoveries, waiters, consumer."""
+
+    def still_named(self) -> bool:
+        """Does NAME still name this object? (False once removed or replaced.)"""
+
+    def close(self) -> None: ...
+    def __enter__(self) -> Peek: ...
+    def __exit__(self, *exc: object) -> None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+
+def peek(name: str, payload: bool = True) -> dict[str, Any]:
+    """Peek(name).describe(payload), then close."""
+
+def file_holders(path: str) -> list[int] | None:
+    """Pids holding a flock on the file at PATH (Linux /proc/locks); None if the OS cannot tell."""

@@ -230,8 +230,8 @@ static void test_queue() {
     CHECK_ERR(err, ss::errc::timeout, name);
 
     // get_into with a small buffer: message_too_large, and the message stays
-    char small[8];
-    CHECK(q.get_into(small, sizeof small, 0ns, err) == 0);
+    char short_buf[8];
+    CHECK(q.get_into(short_buf, sizeof short_buf, 0ns, err) == 0);
     CHECK_ERR(err, ss::errc::message_too_large, name);
     char whole[64];
     CHECK(q.get_into(whole, sizeof whole, 0ns, err) == 64);
@@ -318,8 +318,8 @@ static void test_pipe() {
     CHECK_OK(err);
     CHECK(got == "ping");
     CHECK(srv.send(std::string_view("pong!"), 1s, err));
-    char small[2];
-    CHECK(c.recv_into(small, sizeof small, 1s, err) == 0);
+    char short_buf[2];
+    CHECK(c.recv_into(short_buf, sizeof short_buf, 1s, err) == 0);
     CHECK_ERR(err, ss::errc::message_too_large, name);
     char buf[16];
     CHECK(c.recv_into(buf, sizeof buf, 1s, err) == 5);  // it stayed the next message

@@ -79,11 +79,11 @@ TEST_CASE("boundaries") {
     }
     // Several in flight at once: none runs into the next. (Only sizes that fit the pipe's
     // buffer: with larger ones both processes would wait in send() for the other to read.)
-    std::vector<size_t> small;
+    std::vector<size_t> short_sizes;
     for (size_t n : kSizes)
-        if (n <= 65536) small.push_back(n);
-    for (size_t n : small) c.send(pattern(n, 3), seconds(30));
-    for (size_t n : small) {
+        if (n <= 65536) short_sizes.push_back(n);
+    for (size_t n : short_sizes) c.send(pattern(n, 3), seconds(30));
+    for (size_t n : short_sizes) {
         std::string back = c.recv(seconds(30));
         CHECK(back == pattern(n, 3));
     }

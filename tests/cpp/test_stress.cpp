@@ -29,7 +29,7 @@ struct Payload {
     uint32_t n;          // the number of the write
     uint32_t lo;         // uint32_t(n * 3)
     uint16_t mid;        // uint16_t(n * 5)
-    uint8_t small;       // uint8_t(n * 7)
+    uint8_t u8;          // uint8_t(n * 7)
     bool odd;            // n & 1
     uint32_t words[5];   // n + i
     int32_t neg;         // -int32_t(n)
@@ -37,14 +37,14 @@ struct Payload {
 };
 // 44 bytes: the last 8-byte word of the payload is only half covered.
 static_assert(sizeof(Payload) == 44, "payload ends mid-word");
-SHAREDSTATE_DESCRIBE(Payload, n, lo, mid, small, odd, words, neg, tail);
+SHAREDSTATE_DESCRIBE(Payload, n, lo, mid, u8, odd, words, neg, tail);
 
 Payload make(uint32_t n) {
     Payload p{};
     p.n = n;
     p.lo = uint32_t(n * 3);
     p.mid = uint16_t(n * 5);
-    p.small = uint8_t(n * 7);
+    p.u8 = uint8_t(n * 7);
     p.odd = n & 1;
     for (int i = 0; i < 5; ++i) p.words[i] = n + uint32_t(i);
     p.neg = -int32_t(n);

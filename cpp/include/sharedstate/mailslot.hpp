@@ -19,21 +19,10 @@
 #include <string>
 #include <vector>
 
+#include "detail/mailslot_types.hpp"
 #include "error.hpp"
 #include "name.hpp"
 #include "wait.hpp"
-
-namespace sharedstate {
-
-struct MailslotInfo {
-    int64_t next_size = -1;  // payload bytes of the next message; -1: none waiting
-    int64_t count = -1;      // messages waiting; -1: the OS cannot tell
-};
-
-inline constexpr uint32_t kMailslotDefaultMaxMessage = 64 * 1024;
-inline constexpr uint64_t kMailslotDefaultCapacity = uint64_t(1) << 20;
-
-}  // namespace sharedstate
 
 #if defined(_WIN32)
 #include "detail/win32_mailslot.hpp"
@@ -53,7 +42,7 @@ using MailslotWriter = detail::Win32MailslotWriter;
 namespace detail {
 inline std::string mailslot_segment(const std::string& name) {
     split_name(name, "mailslot");  // validates: ValueError before any OS call
-    return name + ".mailslot";
+    return name + kMailslotSegmentSuffix;
 }
 }  // namespace detail
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "detail/shared_slot.hpp"
 #include "error.hpp"
 #include "name.hpp"
 #include "wait.hpp"
@@ -132,8 +133,8 @@ public:
         return p && p->release(n, &err);
     }
 
-    void close() noexcept { std::atomic_store(&s_, std::shared_ptr<detail::os::NamedSemaphore>()); }
-    bool closed() const noexcept { return !std::atomic_load(&s_); }
+    void close() noexcept { s_.reset(); }
+    bool closed() const noexcept { return s_.empty(); }
 
     // Removes the name now; processes that have it open keep using it. False if it was gone.
     // (Windows objects have no name apart from their handles: a no-op there.)
@@ -144,16 +145,16 @@ public:
 
 private:
     std::shared_ptr<detail::os::NamedSemaphore> live() const {
-        auto p = std::atomic_load(&s_);
+        auto p = s_.load();
         if (!p) fail(errc::closed, "semaphore '" + name_ + "' is closed");
         return p;
     }
     std::shared_ptr<detail::os::NamedSemaphore> live(ErrorInfo& err) const {
-        auto p = std::atomic_load(&s_);
+        auto p = s_.load();
         if (!p) err.set(errc::closed, "semaphore '" + name_ + "' is closed");
         return p;
     }
-    std::shared_ptr<detail::os::NamedSemaphore> s_;
+    detail::SharedSlot<detail::os::NamedSemaphore> s_;
     std::string name_;
 };
 

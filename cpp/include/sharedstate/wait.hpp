@@ -17,7 +17,11 @@
 
 #include "detail/os.hpp"
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+// cpu_relax(): the spin-wait hint of each target. Windows, any compiler and CPU: the SDK's
+// YieldProcessor() (winnt.h, through detail/os.hpp): PAUSE on x86 and x64 (_M_IX86, _M_X64),
+// the __yield() intrinsic on ARM64 under MSVC, which has no GNU asm. Elsewhere: PAUSE on x86,
+// the YIELD instruction on ARM.
+#if !defined(_WIN32) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #endif
 
@@ -38,10 +42,12 @@ inline constexpr uint64_t kSpinAloneNs = 2000;   // pure spinning before polls s
 namespace detail {
 
 inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#if defined(_WIN32)
+    YieldProcessor();
+#elif defined(__x86_64__) || defined(__i386__)
     _mm_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield" ::: "memory");
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield" ::: "memory");
 #endif
 }
 

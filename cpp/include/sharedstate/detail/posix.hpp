@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <climits>
 #include <fcntl.h>
@@ -138,6 +139,49 @@ inline uint32_t current_pid() { return uint32_t(getpid()); }
 inline void unmap(void* addr, size_t size) noexcept { munmap(addr, size); }
 inline bool is_exists_error(const std::error_code& ec) { return ec == std::error_code(EEXIST, std::generic_category()); }
 
+// ---------------------------------------------------------------- who holds a file
+// Pids holding a flock() on the file open as `fd`, from /proc/locks (holders keep a shared
+// flock; waiters, marked "->", are not holders). False if /proc/locks cannot be read.
+inline bool flock_holders(int fd, std::vector<uint32_t>& pids) {
+    pids.clear();
+    struct stat st;
+    if (fstat(fd, &st) != 0) return false;
+    char want[64];
+    // Linux's dev_t encoding (what <sys/sysmacros.h> computes, without its major/minor macros).
+    uint64_t dev = uint64_t(st.st_dev);
+    unsigned maj = unsigned(((dev >> 8) & 0xfffu) | ((dev >> 32) & ~uint64_t(0xfffu)));
+    unsigned mnr = unsigned((dev & 0xffu) | ((dev >> 12) & ~uint64_t(0xffu)));
+    std::snprintf(want, sizeof want, "%02x:%02x:%llu", maj, mnr, static_cast<unsigned long long>(st.st_ino));
+    FILE* f = std::fopen("/proc/locks", "re");
+    if (!f) return false;
+    char line[512];
+    while (std::fgets(line, sizeof line, f)) {
+        char type[32], dev[64];
+        unsigned long pid = 0;
+        // "N: FLOCK  ADVISORY  READ  PID MAJ:MIN:INODE START END"; a waiter has "->" after "N:".
+        if (std::strstr(line, "->")) continue;
+        if (std::sscanf(line, "%*s %31s %*s %*s %lu %63s", type, &pid, dev) != 3) continue;
+        if (std::strcmp(type, "FLOCK") != 0 || std::strcmp(dev, want) != 0) continue;
+        bool seen = false;
+        for (uint32_t p : pids) seen = seen || p == uint32_t(pid);
+        if (!seen) pids.push_back(uint32_t(pid));
+    }
+    std::fclose(f);
+    for (size_t i = 1; i < pids.size(); ++i)  // sorted, for stable output
+        for (size_t j = i; j > 0 && pids[j - 1] > pids[j]; --j) { uint32_t t = pids[j]; pids[j] = pids[j - 1]; pids[j - 1] = t; }
+    return true;
+}
+
+// The same for a path (a semaphore's or a pipe's lock file). False if it cannot be told.
+inline bool flock_holders(const std::string& path, std::vector<uint32_t>& pids) {
+    pids.clear();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return false;
+    bool ok = flock_holders(fd, pids);
+    ::close(fd);
+    return ok;
+}
+
 // ---------------------------------------------------------------- segment files
 // A POSIX shm object plus its holder lock. Every holder keeps a shared flock() on its
 // descriptor; the kernel drops it when the process dies. Whoever can take the lock
@@ -262,7 +306,7 @@ public:
         }
         void* p = mmap(nullptr, size_t(size), PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd_, 0);
         if (p == MAP_FAILED) { os_error(err, "mmap", name_); return nullptr; }
-        return std::make_shared<Mapping>(p, size_t(size));
+        return std::make_shared<Mapping>(p, size_t(size), &unmap);
     }
 
     // Drop our holder lock; if nobody else holds the object, remove its name.
@@ -301,6 +345,11 @@ public:
         ::close(fd);
         return busy;
     }
+
+    // Does the name still refer to this object? (false once removed or replaced)
+    bool still_named() const { return same_as_name(); }
+    // Pids holding it (shared flocks, from /proc/locks); false if the OS cannot tell.
+    bool holders(std::vector<uint32_t>& pids) const { return flock_holders(fd_, pids); }
 
     const std::string& name() const { return name_; }
     int fd() const { return fd_; }

@@ -2,19 +2,21 @@
 // Same interface as posix.hpp. Windows keeps a named object alive while any handle or view
 // is open, so segment lifetime needs no help from us; waits use a named semaphore per
 // wake channel (`NAME.sharedstate-wakeN`), released once per parked waiter.
+//
+// <windows.h> is included as the game's translation unit has configured it: this header
+// defines no WIN32_LEAN_AND_MEAN / NOMINMAX of its own (<windows.h> has include guards, so
+// whatever the first inclusion sees is what the game gets). The code here and in every other
+// header survives the SDK's macros (min, max, near, far, interface, small, ERROR, DELETE, IN,
+// OUT, OPTIONAL, the UNICODE renames): calls are spelled (std::min)(a, b) and the A functions
+// are named explicitly.
 #pragma once
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
 #include <windows.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../error.hpp"
 #include "../name.hpp"
@@ -192,7 +194,7 @@ public:
     std::shared_ptr<Mapping> map(uint64_t size, bool writable, ErrorInfo& err) const {
         void* p = MapViewOfFile(h_, writable ? FILE_MAP_READ | FILE_MAP_WRITE : FILE_MAP_READ, 0, 0, SIZE_T(size));
         if (!p) { os_error(err, "MapViewOfFile", name_); return nullptr; }
-        return std::make_shared<Mapping>(p, size_t(size));
+        return std::make_shared<Mapping>(p, size_t(size), &unmap);
     }
 
     bool close(bool /*unlink_if_last*/) noexcept { drop(); return false; }
@@ -207,6 +209,9 @@ public:
         return true;
     }
     static bool held(const std::string& name) { return exists(name); }
+    // A held section cannot go away or be replaced; Windows does not say who holds it.
+    bool still_named() const { return h_ != nullptr; }
+    bool holders(std::vector<uint32_t>& pids) const { pids.clear(); return false; }
 
     const std::string& name() const { return name_; }
 

@@ -14,13 +14,9 @@
 // DisconnectNamedPipe, discards nothing), so send() waits for the overlapped write to
 // complete and does not call FlushFileBuffers, which blocks until the peer has *read* the
 // data, and can neither time out nor be cancelled (a stalled reader would hang us).
+//
+// Like win32.hpp, no macro of ours: <windows.h> as the game configured it.
 #pragma once
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
 #include <windows.h>
 
 #include <atomic>
@@ -36,10 +32,6 @@
 #include "../wait.hpp"
 #include "win32.hpp"
 
-#ifndef PIPE_REJECT_REMOTE_CLIENTS
-#define PIPE_REJECT_REMOTE_CLIENTS 0x00000008
-#endif
-
 namespace sharedstate {
 namespace detail {
 namespace os {
@@ -47,6 +39,9 @@ namespace os {
 using NativePipe = HANDLE;
 inline const NativePipe kNoPipe = nullptr;
 
+// PIPE_REJECT_REMOTE_CLIENTS (winbase.h, Vista and later); spelled out because older SDK
+// headers lack it, and defining the macro would leak into the game's translation unit.
+inline constexpr DWORD kPipeRejectRemoteClients = 0x00000008;
 inline constexpr DWORD kPipeBuffer = 1 << 20;   // advisory in/out buffer sizes
 inline constexpr size_t kFirstRead = 65536;     // the receive buffer grows as messages need
 
@@ -367,7 +362,7 @@ public:
 private:
     HANDLE instance(bool first, ErrorInfo* err) {
         DWORD open = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0);
-        DWORD mode = PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
+        DWORD mode = PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | kPipeRejectRemoteClients;
         // Default security: full access for the creator, SYSTEM and Administrators; others
         // may at most read, and a client needs read+write.
         HANDLE h = CreateNamedPipeA(path_.c_str(), open, mode, PIPE_UNLIMITED_INSTANCES, kPipeBuffer, kPipeBuffer, 0, nullptr);

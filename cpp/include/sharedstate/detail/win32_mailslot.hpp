@@ -15,6 +15,7 @@
 #include "../error.hpp"
 #include "../name.hpp"
 #include "../wait.hpp"
+#include "mailslot_types.hpp"
 #include "win32.hpp"
 
 namespace sharedstate {
