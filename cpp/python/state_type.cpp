@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <new>
 #include <sharedstate/state.hpp>
 #include <thread>
 #include <vector>
@@ -36,19 +37,27 @@ using sharedstate::Layout;
 using sharedstate::SharedBlock;
 namespace detail = sharedstate::detail;
 
+// The C++ half of a StateCore (new'd in state_new). Threads: common.hpp's pattern.
+struct CoreHalf {
+    Owner<SharedBlock> blk;               // null until attached; detached by close()
+    std::atomic<bool> no_cache{false};    // set once a writable view exists in this process
+    std::atomic<double> lock_timeout{5.0};  // seconds a writer waits for another writer
+    std::string name;                     // immutable once attached
+#ifdef Py_GIL_DISABLED
+    std::mutex cache_mu;                  // guards last_snap / last_seq (no GIL to do it)
+#endif
+};
+
 struct StateCore {
     PyObject_HEAD
-    std::shared_ptr<SharedBlock>* holder;  // null until attached; reset by close()
-    SharedBlock* blk;                      // == holder->get(), cached for the fast paths
-    Layout* layout;
+    CoreHalf* core;
+    Layout* layout;                        // immutable once attached
     PyTypeObject* snap_type;               // a tuple subclass (namedtuple) or null: plain tuple
     PyObject* index;                       // {field name: position}
     PyObject* keys;                        // the interned field names, in order (pointer compares)
-    PyObject* spare_snap;                  // the one before it, refilled in place when only we hold it
+    PyObject* spare_snap;                  // the one before it, refilled in place when only we hold it (GIL build)
     PyObject* last_snap;                   // the last snapshot read() built, and the seq it was
     uint64_t last_seq;                     //   read at: an unchanged seq returns it again
-    bool no_cache;                         // set once a writable view exists in this process
-    double lock_timeout;                   // seconds a writer waits for another writer
     PyObject* weakrefs;
     PyObject* arrays;                      // null, or (numpy.ndarray, ((dtype, shape) | None per field)):
                                            //   array fields come back as read-only numpy arrays
@@ -295,15 +304,30 @@ inline bool array_field(PyObject* arrays, size_t i) {
 inline unsigned char* bytes_data(PyObject* b) { return reinterpret_cast<unsigned char*>(PyBytes_AS_STRING(b)); }
 
 // ------------------------------------------------------------------ helpers
+const char* name_of(StateCore* s) { return s->core->name.c_str(); }
+
+void closed_error(StateCore* s) {
+    if (s->layout) PyErr_Format(PyExc_ValueError, "operation on a closed %s", s->core->blk.what().c_str());
+    else PyErr_SetString(PyExc_ValueError, "operation on a closed SharedState");
+}
+
+// A cheap early check (the pin is the real one): attached and not closed.
 bool check_open(StateCore* s) {
-    if (s->blk) return true;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed SharedState");
+    if (s->layout && !s->core->blk.closed()) return true;
+    closed_error(s);
+    return false;
+}
+
+// The block for one call (common.hpp: Pin). False with the closed error set.
+using BlockPin = Pin<SharedBlock>;
+inline bool pinned(StateCore* s, const BlockPin& p) {
+    if (p) return true;
+    closed_error(s);
     return false;
 }
 
 // A consistent copy into buf (payload size bytes). False with a Python error set.
-inline bool copy_out(StateCore* s, unsigned char* buf, size_t off, size_t len, uint64_t* seq = nullptr) {
-    SharedBlock* b = s->blk;
+inline bool copy_out(SharedBlock* b, unsigned char* buf, size_t off, size_t len, uint64_t* seq = nullptr) {
     if (!b->raw()) {
         if (b->latch().read(buf, off, len, seq)) return true;
         PyErr_Format(PyExc_TimeoutError, "read of '%s': no consistent snapshot after 1M tries", b->name().c_str());
@@ -335,8 +359,9 @@ struct ArrayValues {
 
 // One consistent read of a payload with array fields: each array field straight into its
 // own new buffer, the other fields into buf at their offsets (buf sized for those only).
-SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* stack_buf, std::unique_ptr<unsigned char[]>& big, unsigned char*& buf,
-                      uint64_t* seq, ArrayValues& arr) {
+SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, SharedBlock* b, unsigned char* stack_buf,
+                                          std::unique_ptr<unsigned char[]>& big, unsigned char*& buf, uint64_t* seq,
+                                          ArrayValues& arr) {
     const Layout& L = *s->layout;
     const size_t n = L.fields.size();
     arr.v.assign(n, nullptr);
@@ -356,7 +381,6 @@ SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* stack_buf
         const Field& f = L.fields[i];
         spans[i] = detail::Latch::Span{f.offset, uint32_t(f.nbytes()), arr.v[i] ? bytes_data(arr.v[i]) : buf + f.offset};
     }
-    SharedBlock* b = s->blk;
     if (!b->raw()) {
         if (!b->latch().read_spans(spans.data(), n, seq)) {
             PyErr_Format(PyExc_TimeoutError, "read of '%s': no consistent snapshot after 1M tries", b->name().c_str());
@@ -364,7 +388,7 @@ SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* stack_buf
         }
     } else {  // best effort, as every raw read
         for (const auto& sp : spans)
-            if (!copy_out(s, sp.dst, sp.offset, sp.size)) return false;
+            if (!copy_out(b, sp.dst, sp.offset, sp.size)) return false;
         *seq = 0;
     }
     for (size_t i = 0; i < n; ++i) {
@@ -378,14 +402,19 @@ SHAREDSTATE_PY_COLD bool read_with_arrays(StateCore* s, unsigned char* stack_buf
 
 // The write path: try the lock without waiting while holding the GIL (the common case);
 // if another writer holds it, wait with the GIL released, Ctrl-C still working.
+// Pins the block itself: call it after the conversions (which may run Python code).
 bool commit(StateCore* s, const SharedBlock::Patch* p, size_t n) {
+    BlockPin b(s->core->blk);
+    if (!pinned(s, b)) return false;
     try {
-        if (s->blk->write_patches(p, n, std::chrono::nanoseconds(0))) return true;
-        std::shared_ptr<SharedBlock> keep = *s->holder;  // alive while the GIL is released
-        auto timeout = std::chrono::nanoseconds(int64_t(s->lock_timeout * 1e9));
+        if (b->write_patches(p, n, std::chrono::nanoseconds(0))) return true;
+        std::shared_ptr<SharedBlock> keep = b.keep(s->core->blk);  // alive while the GIL is released
+        if (!keep) { closed_error(s); return false; }
+        auto timeout = std::chrono::nanoseconds(int64_t(s->core->lock_timeout.load(std::memory_order_relaxed) * 1e9));
+        Watch w = watch_of(s->core->blk);
         Py_BEGIN_ALLOW_THREADS
         try {
-            keep->write_patches(p, n, timeout, gil_released_interrupt());
+            keep->write_patches(p, n, timeout, closable_interrupt(w));
         } catch (...) {
             Py_BLOCK_THREADS
             throw;
@@ -411,10 +440,18 @@ bool commit(StateCore* s, const SharedBlock::Patch* p, size_t n) {
 // kept as a spare, and if its reference count says only we hold it (the caller has dropped
 // it), its items are replaced instead of allocating. In a loop `snap = st.read()` the two
 // objects alternate and a fresh read allocates nothing but the field values.
+//
+// Threads. With the GIL, the GIL serializes all of this. Free-threaded, the reuse of an
+// unchanged snapshot stays (last_snap is read and replaced under the object's cache mutex,
+// and a snapshot, once returned, is never modified); the in-place refill does not exist:
+// Py_REFCNT is not a proof of exclusive ownership there (biased reference counting), and
+// another thread could be reading the spare while we refill it.
+#ifndef Py_GIL_DISABLED
 PyObject* state_read(PyObject* self, PyObject*) {
     auto* s = reinterpret_cast<StateCore*>(self);
-    if (!check_open(s)) return nullptr;
-    if (s->last_snap && s->blk->latch().seq() == s->last_seq) {
+    BlockPin b(s->core->blk);
+    if (!pinned(s, b)) return nullptr;
+    if (s->last_snap && b->latch().seq() == s->last_seq) {
         Py_INCREF(s->last_snap);
         return s->last_snap;
     }
@@ -425,13 +462,13 @@ PyObject* state_read(PyObject* self, PyObject*) {
     uint64_t seq = 0;
     ArrayValues arr;  // array fields: numpy arrays filled by the same consistent read
     if (SHAREDSTATE_PY_RARE(s->arrays != nullptr)) {
-        if (!read_with_arrays(s, stack_buf, big, buf, &seq, arr)) return nullptr;
+        if (!read_with_arrays(s, b.get(), stack_buf, big, buf, &seq, arr)) return nullptr;
     } else {
         if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
-        if (!copy_out(s, buf, 0, L.size, &seq)) return nullptr;
+        if (!copy_out(b.get(), buf, 0, L.size, &seq)) return nullptr;
     }
     Py_ssize_t n = Py_ssize_t(L.fields.size());
-    const bool cache = !s->blk->raw() && !s->no_cache;
+    const bool cache = !b->raw() && !s->core->no_cache.load(std::memory_order_relaxed);
     PyObject* t = s->spare_snap;
     if (cache && t && Py_REFCNT(t) == 1) {
         s->spare_snap = nullptr;  // ours now (the cache's reference becomes the caller's)
@@ -462,6 +499,57 @@ PyObject* state_read(PyObject* self, PyObject*) {
     }
     return t;
 }
+#else
+PyObject* state_read(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<StateCore*>(self);
+    BlockPin b(s->core->blk);  // a strong reference: close() cannot free it under us
+    if (!pinned(s, b)) return nullptr;
+    const bool cache = !b->raw() && !s->core->no_cache.load(std::memory_order_relaxed);
+    if (cache) {
+        std::lock_guard<std::mutex> g(s->core->cache_mu);
+        if (s->last_snap && b->latch().seq() == s->last_seq) {
+            Py_INCREF(s->last_snap);  // alive: the cache's reference only changes under the lock
+            return s->last_snap;
+        }
+    }
+    const Layout& L = *s->layout;
+    unsigned char stack_buf[kStack];
+    std::unique_ptr<unsigned char[]> big;
+    unsigned char* buf = stack_buf;
+    uint64_t seq = 0;
+    ArrayValues arr;  // array fields: numpy arrays filled by the same consistent read
+    if (SHAREDSTATE_PY_RARE(s->arrays != nullptr)) {
+        if (!read_with_arrays(s, b.get(), stack_buf, big, buf, &seq, arr)) return nullptr;
+    } else {
+        if (L.size > kStack) { big.reset(new unsigned char[L.size]); buf = big.get(); }
+        if (!copy_out(b.get(), buf, 0, L.size, &seq)) return nullptr;
+    }
+    Py_ssize_t n = Py_ssize_t(L.fields.size());
+    PyTypeObject* type = s->snap_type;  // set once, before the object is shared
+    PyObject* t = type ? type->tp_alloc(type, n) : PyTuple_New(n);
+    if (!t) return nullptr;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* v = arr.take(size_t(i));
+        if (!v) v = field_to_py(L.fields[size_t(i)], buf);
+        if (!v) { Py_DECREF(t); return nullptr; }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    if (cache) {
+        PyObject* old = nullptr;
+        {
+            std::lock_guard<std::mutex> g(s->core->cache_mu);
+            if (!s->last_snap || seq > s->last_seq) {  // never replace a newer one by an older
+                old = s->last_snap;
+                Py_INCREF(t);
+                s->last_snap = t;
+                s->last_seq = seq;
+            }
+        }
+        Py_XDECREF(old);  // outside the lock: a dealloc may run anything
+    }
+    return t;
+}
+#endif
 
 PyObject* state_read_into(PyObject* self, PyObject* arg) {
     auto* s = reinterpret_cast<StateCore*>(self);
@@ -470,17 +558,18 @@ PyObject* state_read_into(PyObject* self, PyObject* arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "read_into('%s') needs a writable contiguous buffer, not %.100s",
-                     s->blk->name().c_str(), Py_TYPE(arg)->tp_name);
+                     name_of(s), Py_TYPE(arg)->tp_name);
         return nullptr;
     }
     uint32_t size = s->layout->size;
     if (size_t(view.len) < size) {
-        PyErr_Format(PyExc_ValueError, "read_into('%s'): buffer of %zd bytes, the payload is %u", s->blk->name().c_str(), view.len, size);
+        PyErr_Format(PyExc_ValueError, "read_into('%s'): buffer of %zd bytes, the payload is %u", name_of(s), view.len, size);
         PyBuffer_Release(&view);
         return nullptr;
     }
     uint64_t seq = 0;
-    bool ok = copy_out(s, static_cast<unsigned char*>(view.buf), 0, size, &seq);
+    BlockPin b(s->core->blk);  // after GetBuffer (which may run Python code)
+    bool ok = pinned(s, b) && copy_out(b.get(), static_cast<unsigned char*>(view.buf), 0, size, &seq);
     PyBuffer_Release(&view);
     if (!ok) return nullptr;
     return PyLong_FromUnsignedLongLong(seq >> 1);
@@ -495,7 +584,7 @@ Py_ssize_t field_pos(StateCore* s, PyObject* name) {
     PyObject* i = PyDict_GetItemWithError(s->index, name);
     if (i) return PyLong_AsSsize_t(i);
     if (!PyErr_Occurred())
-        PyErr_Format(PyExc_TypeError, "SharedState '%s' has no field %R", s->blk->name().c_str(), name);
+        PyErr_Format(PyExc_TypeError, "SharedState '%s' has no field %R", name_of(s), name);
     return -1;
 }
 
@@ -525,7 +614,13 @@ SHAREDSTATE_PY_COLD int array_patch(const Field& f, PyObject* value, std::unique
 SHAREDSTATE_PY_COLD PyObject* array_field_get(StateCore* s, size_t pos, const Field& f) {
     PyObject* bytes = new_array_bytes(f);
     if (!bytes) return nullptr;
-    if (!copy_out(s, bytes_data(bytes), f.offset, size_t(f.nbytes()))) { Py_DECREF(bytes); return nullptr; }
+    {
+        BlockPin b(s->core->blk);
+        if (!pinned(s, b) || !copy_out(b.get(), bytes_data(bytes), f.offset, size_t(f.nbytes()))) {
+            Py_DECREF(bytes);
+            return nullptr;
+        }
+    }
     return wrap_array(s->arrays, pos, bytes);
 }
 
@@ -535,7 +630,7 @@ PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
     auto* s = reinterpret_cast<StateCore*>(self);
     if (!check_open(s)) return nullptr;
     const Layout& L = *s->layout;
-    const char* nm = s->blk->name().c_str();
+    const char* nm = name_of(s);
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs > 1 || (nargs == 1 && nkw)) {
         PyErr_SetString(PyExc_TypeError, "write() takes fields as keywords, or one positional value for the whole payload");
@@ -615,12 +710,13 @@ PyObject* state_write(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
 
 PyObject* state_version(PyObject* self, void*) {
     auto* s = reinterpret_cast<StateCore*>(self);
-    if (!check_open(s)) return nullptr;
-    if (s->blk->raw()) {
-        PyErr_Format(PyExc_ValueError, "raw segment '%s' has no version (no header)", s->blk->name().c_str());
+    BlockPin b(s->core->blk);
+    if (!pinned(s, b)) return nullptr;
+    if (b->raw()) {
+        PyErr_Format(PyExc_ValueError, "raw segment '%s' has no version (no header)", name_of(s));
         return nullptr;
     }
-    return PyLong_FromUnsignedLongLong(s->blk->latch().seq() >> 1);
+    return PyLong_FromUnsignedLongLong(b->latch().seq() >> 1);
 }
 
 // wait(since=None, timeout=None, *, spin=None) -> version. A C method because the round
@@ -662,9 +758,12 @@ PyObject* state_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
         a[j] = args[nargs + k];
     }
     if (!check_open(s)) return nullptr;
-    SharedBlock* b = s->blk;
+    int64_t timeout_ns, spin_ns;  // (may run Python code: before the pin)
+    if (!seconds_arg(a[1], "timeout", &timeout_ns) || !seconds_arg(a[2], "spin", &spin_ns)) return nullptr;
+    BlockPin b(s->core->blk);
+    if (!pinned(s, b)) return nullptr;
     if (b->raw()) {
-        PyErr_Format(PyExc_ValueError, "raw segment '%s' has no version to wait on", b->name().c_str());
+        PyErr_Format(PyExc_ValueError, "raw segment '%s' has no version to wait on", name_of(s));
         return nullptr;
     }
     const detail::Latch& latch = b->latch();
@@ -672,11 +771,9 @@ PyObject* state_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
     if (a[0] == Py_None) {
         since = latch.seq() >> 1;
     } else {
-        since = PyLong_AsUnsignedLongLong(a[0]);
+        since = PyLong_AsUnsignedLongLong(a[0]);  // an int or a TypeError: runs no Python code
         if (since == (unsigned long long)-1 && PyErr_Occurred()) return nullptr;
     }
-    int64_t timeout_ns, spin_ns;
-    if (!seconds_arg(a[1], "timeout", &timeout_ns) || !seconds_arg(a[2], "spin", &spin_ns)) return nullptr;
     if (spin_ns < 0) spin_ns = int64_t(std::chrono::nanoseconds(sharedstate::kDefaultSpin).count());
     uint64_t v = latch.seq() >> 1;
     if (v > since) return PyLong_FromUnsignedLongLong(v);
@@ -698,12 +795,14 @@ PyObject* state_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
     uint64_t spent = detail::os::monotonic_ns() - t0;
     int64_t left = timeout_ns < 0 ? -1 : (timeout_ns > int64_t(spent) ? timeout_ns - int64_t(spent) : 0);
     int64_t spin_left = spin_ns > int64_t(spent) ? spin_ns - int64_t(spent) : 0;
-    std::shared_ptr<SharedBlock> keep = *s->holder;  // alive whatever another thread does
+    std::shared_ptr<SharedBlock> keep = b.keep(s->core->blk);  // alive whatever another thread does
+    if (!keep) { closed_error(s); return nullptr; }
+    Watch w = watch_of(s->core->blk);  // close() in another thread ends the wait (ValueError)
     try {
         Py_BEGIN_ALLOW_THREADS
         try {
             v = keep->wait(since, std::chrono::nanoseconds(left), std::chrono::nanoseconds(spin_left),
-                           gil_released_interrupt());
+                           closable_interrupt(w));
         } catch (...) {
             Py_BLOCK_THREADS
             throw;
@@ -736,7 +835,10 @@ PyObject* field_get(PyObject* self, PyObject* obj, PyObject*) {
     unsigned char* buf = stack_buf;
     size_t n = size_t(f.nbytes());
     if (n > kStack) { big.reset(new unsigned char[n]); buf = big.get(); }
-    if (!copy_out(s, buf, f.offset, n)) return nullptr;
+    {
+        BlockPin b(s->core->blk);  // released before the conversion (which may run a GC)
+        if (!pinned(s, b) || !copy_out(b.get(), buf, f.offset, n)) return nullptr;
+    }
     Field at0 = f;  // converted from buf, where the field starts at 0
     at0.offset = 0;
     return field_to_py(at0, buf);
@@ -762,7 +864,7 @@ int field_set(PyObject* self, PyObject* obj, PyObject* value) {
     if (n > kStack) { big.reset(new unsigned char[n]); buf = big.get(); }
     Field at0 = f;
     at0.offset = 0;
-    if (!field_from_py(at0, value, buf, s->blk->name().c_str())) return -1;
+    if (!field_from_py(at0, value, buf, name_of(s))) return -1;
     SharedBlock::Patch p{f.offset, uint32_t(n), buf};
     return commit(s, &p, 1) ? 0 : -1;
 }
@@ -792,7 +894,7 @@ void state_dealloc(PyObject* self) {
     auto* s = reinterpret_cast<StateCore*>(self);
     PyObject_GC_UnTrack(self);
     if (s->weakrefs) PyObject_ClearWeakRefs(self);
-    delete s->holder;
+    delete s->core;  // no other thread is inside: it would hold a reference
     delete s->layout;
     Py_CLEAR(s->snap_type);
     Py_CLEAR(s->index);
@@ -826,8 +928,11 @@ int state_clear(PyObject* self) {
 PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
     auto* s = reinterpret_cast<StateCore*>(type->tp_alloc(type, 0));
     if (!s) return nullptr;
-    s->holder = nullptr;
-    s->blk = nullptr;
+    s->core = new (std::nothrow) CoreHalf();
+    if (!s->core) {
+        Py_DECREF(s);
+        return PyErr_NoMemory();
+    }
     s->layout = nullptr;
     s->snap_type = nullptr;
     s->index = nullptr;
@@ -835,8 +940,6 @@ PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
     s->last_snap = nullptr;
     s->spare_snap = nullptr;
     s->last_seq = 0;
-    s->no_cache = false;
-    s->lock_timeout = 5.0;
     s->weakrefs = nullptr;
     s->arrays = nullptr;
     return reinterpret_cast<PyObject*>(s);
@@ -881,10 +984,10 @@ static StateCore* core_of(py::handle h) {
 
 static void install(py::handle self, SharedBlock&& b) {
     StateCore* s = core_of(self);
-    if (s->holder) throw py::value_error("StateCore already attached");
-    s->holder = new std::shared_ptr<SharedBlock>(std::make_shared<SharedBlock>(std::move(b)));
-    s->blk = s->holder->get();
-    s->layout = new Layout(s->blk->layout());
+    if (s->layout) throw py::value_error("StateCore already attached");
+    auto blk = std::make_shared<SharedBlock>(std::move(b));
+    s->core->name = blk->name();
+    s->layout = new Layout(blk->layout());
     PyObject* index = PyDict_New();
     if (!index) throw py::error_already_set();
     for (size_t i = 0; i < s->layout->fields.size(); ++i) {
@@ -903,12 +1006,31 @@ static void install(py::handle self, SharedBlock&& b) {
         PyTuple_SET_ITEM(keys, Py_ssize_t(i), k);
     }
     s->keys = keys;
+    s->core->blk.attach(std::move(blk), "SharedState '" + s->core->name + "'");  // published last
+}
+
+// The snapshot cache emptied (under the cache mutex when there is no GIL).
+static void drop_snapshots(StateCore* s) {
+    PyObject* a;
+    PyObject* b;
+    {
+#ifdef Py_GIL_DISABLED
+        std::lock_guard<std::mutex> g(s->core->cache_mu);
+#endif
+        a = s->last_snap;
+        b = s->spare_snap;
+        s->last_snap = nullptr;
+        s->spare_snap = nullptr;
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(b);
 }
 
 static std::shared_ptr<SharedBlock> block_of(py::handle self) {
     StateCore* s = core_of(self);
-    if (!s->holder || !s->blk) throw py::value_error("operation on a closed SharedState");
-    return *s->holder;
+    std::shared_ptr<SharedBlock> b = s->core->blk.get();
+    if (!b) throw py::value_error(s->layout ? "operation on a closed " + s->core->blk.what() : std::string("operation on a closed SharedState"));
+    return b;
 }
 
 // A buffer over the live mapping that keeps the mapping alive (views outlive close()).
@@ -994,11 +1116,11 @@ void bind_state(py::module_& m) {
         StateCore* s = core_of(self);
         if (!type.is_none() && !PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type.ptr()), &PyTuple_Type))
             throw py::type_error("snapshot type must be a tuple subclass");
+        // (set once by SharedState._adopt, before the object is shared between threads)
         PyObject* old = reinterpret_cast<PyObject*>(s->snap_type);
         s->snap_type = type.is_none() ? nullptr : reinterpret_cast<PyTypeObject*>(type.inc_ref().ptr());
         Py_XDECREF(old);
-        Py_CLEAR(s->last_snap);
-        Py_CLEAR(s->spare_snap);
+        drop_snapshots(s);
     });
     // (numpy.ndarray, per field (dtype, shape) or None): array fields read as read-only
     // numpy arrays of that dtype and shape; None: every array field as a tuple.
@@ -1032,23 +1154,19 @@ void bind_state(py::module_& m) {
     });
     m.def("_state_close", [](py::handle self) {
         StateCore* s = core_of(self);
-        s->blk = nullptr;
-        if (s->holder) {
-            std::shared_ptr<SharedBlock> last = std::move(*s->holder);
-            delete s->holder;
-            s->holder = nullptr;
-            // If nothing else holds it (no wait in flight), closing happens here, GIL released.
-            without_gil([&] { last.reset(); return 0; });
-        }
+        // Other threads: a pinned call finishes on its own reference; a wait() in flight
+        // sees the close within a slice and raises; new calls get the closed error.
+        std::shared_ptr<SharedBlock> last = s->core->blk.detach();
+        // If nothing else holds it (no call in flight), closing happens here, GIL released.
+        if (last) without_gil([&] { last.reset(); return 0; });
     });
-    m.def("_state_closed", [](py::handle self) { return core_of(self)->blk == nullptr; });
+    m.def("_state_closed", [](py::handle self) { return !core_of(self)->core->blk.attached(); });
     m.def("_state_buffer", [](py::handle self, bool writable) {
         auto b = block_of(self);
         if (writable) {  // writes through it bypass the sequence: stop reusing snapshots
             StateCore* s = core_of(self);
-            s->no_cache = true;
-            Py_CLEAR(s->last_snap);
-            Py_CLEAR(s->spare_snap);
+            s->core->no_cache.store(true);
+            drop_snapshots(s);
         }
         return MappedBuffer{b->mapping(), b->data(), b->layout().size, !writable};
     });
@@ -1077,9 +1195,9 @@ void bind_state(py::module_& m) {
     });
     m.def("_state_set_lock_timeout", [](py::handle self, double seconds) {
         if (!(seconds >= 0)) throw py::value_error("lock_timeout must be >= 0 seconds");
-        core_of(self)->lock_timeout = seconds;
+        core_of(self)->core->lock_timeout.store(seconds);
     });
-    m.def("_state_lock_timeout", [](py::handle self) { return core_of(self)->lock_timeout; });
+    m.def("_state_lock_timeout", [](py::handle self) { return core_of(self)->core->lock_timeout.load(); });
     m.def("_state_name", [](py::handle self) { return block_of(self)->name(); });
     m.def("state_unlink", [](const std::string& name) { SharedBlock::unlink(name); }, py::arg("name"));
     m.def("state_remove_if_stale", [](const std::string& name) { return SharedBlock::remove_if_stale(name); },
