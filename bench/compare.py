@@ -34,7 +34,7 @@ import peers  # noqa: E402
 from peers import Skip  # noqa: E402
 
 CTX = mp.get_context("fork")
-SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "frames")
+SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "frames", "waitset")
 
 
 # ================================================================== plumbing
@@ -493,6 +493,14 @@ def targets(res):
     out.append({"target": "C++ SharedState<Controller>::read() ns", "measured": cxx_read, "pooled": None,
                 "limit": "<= 5.0", "reference": "absolute",
                 "status": "N/A" if cxx_read is None else ("PASS" if cxx_read <= 5.0 else "MISS")})
+    wsr = res.get("waitset")
+    for name, key, limit, ref in (
+            ("WaitSet of 16 states wake latency vs a single st.wait()", "waitset16_over_single", 1.5, "st.wait()"),
+            ("await st.wait_async() round trip vs a thread in st.wait() + call_soon_threadsafe",
+             "aio_over_thread_loop", 2.0, "thread + call_soon_threadsafe")):
+        m = wsr.get(key) if wsr else None
+        out.append({"target": name, "measured": m, "pooled": None, "limit": f"<= {limit}", "reference": ref,
+                    "status": "N/A" if m is None else ("PASS" if m <= limit else "MISS")})
     return out
 
 
@@ -739,6 +747,13 @@ def main(argv=None):
         log("frames ...")
         import frames_bench  # bench/frames_bench.py: commit -> numpy array, 64 B .. 8 MiB
         res["frames"] = frames_bench.run(quick=q, cpu_parent=cfg.cpu_parent, cpu_child=cfg.cpu_child, log=log)
+    if "waitset" in only:  # WaitSet and asyncio wake latency (bench/waitset_bench.py)
+        log("WaitSet / asyncio wake latency ...")
+        sys.path.insert(0, str(HERE))
+        import waitset_bench
+        n_ws, rounds_ws = (1000, 2) if cfg.quick else (3000, 3)
+        res["waitset"] = waitset_bench.run(n_ws, rounds_ws)
+        log(waitset_bench.report(res["waitset"], n_ws, rounds_ws))
     pin_all = set(allowed)
     try:
         os.sched_setaffinity(0, pin_all)

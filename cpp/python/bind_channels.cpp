@@ -267,6 +267,29 @@ PyObject* pipe_close(PyObject* self, PyObject*) {
     Py_RETURN_NONE;
 }
 
+// recv_async(timeout=None): a coroutine from sharedstate._aio (asyncio lives in Python).
+PyObject* pipe_recv_async(PyObject* self, PyObject* args, PyObject* kwargs) {
+    PyObject* mod = PyImport_ImportModule("sharedstate._aio");
+    if (!mod) return nullptr;
+    PyObject* fn = PyObject_GetAttrString(mod, "pipe_recv_async");
+    Py_DECREF(mod);
+    if (!fn) return nullptr;
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject* all = PyTuple_New(n + 1);
+    if (!all) { Py_DECREF(fn); return nullptr; }
+    Py_INCREF(self);
+    PyTuple_SET_ITEM(all, 0, self);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* a = PyTuple_GET_ITEM(args, i);
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(all, i + 1, a);
+    }
+    PyObject* r = PyObject_Call(fn, all, kwargs);
+    Py_DECREF(all);
+    Py_DECREF(fn);
+    return r;
+}
+
 PyObject* pipe_fileno(PyObject* self, PyObject*) {
     Pipe* p = live_pipe(self);
     if (!p) return nullptr;
@@ -384,6 +407,8 @@ PyMethodDef pipe_methods[] = {
     {"available", pipe_available, METH_NOARGS,
      "available() -> int\n\nThe size of the next message (whole or arriving), 0 if none. Never blocks."},
     {"close", pipe_close, METH_NOARGS, "close()\n\nSays goodbye to the peer (it gets EOFError after the rest) and closes."},
+    {"recv_async", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(pipe_recv_async)), METH_VARARGS | METH_KEYWORDS,
+     "recv_async(timeout=None) -> bytes (a coroutine)\n\nLike recv(), for asyncio (sharedstate._aio)."},
     {"fileno", pipe_fileno, METH_NOARGS, "fileno() -> int\n\nThe socket descriptor (Linux; for select/poll)."},
     {"__enter__", pipe_enter, METH_NOARGS, nullptr},
     {"__exit__", pipe_exit, METH_VARARGS, nullptr},
@@ -498,6 +523,25 @@ void bind_channels(py::module_& m) {
         .def("__repr__", [](const Semaphore& s) {
             return "<sharedstate.Semaphore '" + s.name() + "'" + (s.closed() ? " closed>" : ">");
         });
+}
+
+// For bind_waitset.cpp: the WaitSet source of a Pipe, PipeServer or Semaphore (false: none).
+bool waitset_source_channel(py::handle o, sharedstate::detail::WaitSource& out) {
+    if (PyObject_TypeCheck(o.ptr(), &PipeType)) {
+        Pipe* p = reinterpret_cast<PyPipe*>(o.ptr())->pipe;
+        if (!p) throw py::value_error("operation on a closed Pipe");
+        out = p->wait_source();
+        return true;
+    }
+    if (py::isinstance<PipeServer>(o)) {
+        out = py::cast<PipeServer&>(o).wait_source();
+        return true;
+    }
+    if (py::isinstance<Semaphore>(o)) {
+        out = py::cast<Semaphore&>(o).wait_source();
+        return true;
+    }
+    return false;
 }
 
 }  // namespace sharedstate_py

@@ -457,4 +457,20 @@ void bind_queue(py::module_& m) {
         });
 }
 
+// For bind_waitset.cpp: the WaitSet source of a Queue or Mailslot (false: neither).
+bool waitset_source_queue(py::handle o, sharedstate::detail::WaitSource& out) {
+    if (PyObject_TypeCheck(o.ptr(), &QueueCoreType)) {
+        auto q = queue_of(o);
+        out = q->wait_source();
+        return true;
+    }
+    if (py::isinstance<PyMailslot>(o)) {
+        std::shared_ptr<sharedstate::Mailslot> m = py::cast<PyMailslot&>(o).m;
+        if (!m) throw py::value_error("operation on a closed Mailslot");
+        out = m->wait_source();
+        return true;
+    }
+    return false;
+}
+
 }  // namespace sharedstate_py

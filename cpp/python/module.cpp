@@ -15,6 +15,7 @@ void bind_state(py::module_& m);     // state_type.cpp
 void bind_queue(py::module_& m);     // bind_queue.cpp
 void bind_channels(py::module_& m);  // bind_channels.cpp
 void bind_frames(py::module_& m);    // bind_frames.cpp
+void bind_waitset(py::module_& m);   // bind_waitset.cpp
 void bind_peek(py::module_& m);      // bind_peek.cpp
 
 static void set_os_error(int code, const char* msg, bool windows) {
@@ -120,5 +121,6 @@ PYBIND11_MODULE(_core, m) {
     bind_queue(m);
     bind_channels(m);
     bind_frames(m);
+    bind_waitset(m);
     bind_peek(m);
 }

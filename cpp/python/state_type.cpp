@@ -820,4 +820,11 @@ void bind_state(py::module_& m) {
     m.def("segment_held", [](const std::string& name) { return sharedstate::detail::os::SegmentFile::held(name); });
 }
 
+// For bind_waitset.cpp: the WaitSet source of a SharedState (false: `o` is not one).
+bool waitset_source_state(py::handle o, sharedstate::detail::WaitSource& out) {
+    if (!PyObject_TypeCheck(o.ptr(), &StateCoreType)) return false;
+    out = block_of(o)->wait_source();
+    return true;
+}
+
 }  // namespace sharedstate_py

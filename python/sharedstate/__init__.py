@@ -13,10 +13,14 @@ from ._frames import Frames
 from ._queue import *  # noqa: F401,F403
 from ._channels import *  # noqa: F401,F403
 from . import _queue, _channels
+from ._waitset import WaitSet
+from . import _aio
+
+_aio.attach()
 
 __version__ = getattr(_core, "__version__", "0")
 
 __all__ = [
     "CONTROLLER", "CorruptSegmentError", "FieldSpec", "Frames", "Layout", "LayoutMismatchError",
-    "SharedState", "WrongKindError", *_queue.__all__, *_channels.__all__,
+    "SharedState", "WaitSet", "WrongKindError", *_queue.__all__, *_channels.__all__,
 ]

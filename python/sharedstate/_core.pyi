@@ -3,7 +3,7 @@
 # The module is private: use the sharedstate package, whose classes derive from these.
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
@@ -104,6 +104,7 @@ class Pipe:
     def send(self, data: _ReadableBuffer, timeout: float | None = None) -> None:
         """Sends one whole message. Longer than max_message: ValueError. Peer gone: BrokenPipeError."""
 
+    def recv_async(self, timeout: float | None = None) -> Coroutine[Any, Any, bytes]: ...
     def recv(self, timeout: float | None = None) -> bytes:
         """The next whole message. TimeoutError; EOFError when the peer closed; BrokenPipeError when it died."""
 
@@ -132,6 +133,7 @@ class PipeServer:
     FileExistsError if a live server has the name."""
 
     def __init__(self, name: str, max_message: int | None = None) -> None: ...
+    def accept_async(self, timeout: float | None = None) -> Coroutine[Any, Any, Pipe]: ...
     def accept(self, timeout: float | None = None) -> Pipe:
         """The next client (TimeoutError on timeout)."""
 
@@ -164,6 +166,7 @@ class Semaphore:
     def open(name: str, persistent: bool = False) -> Semaphore:
         """FileNotFoundError if NAME does not exist."""
 
+    def acquire_async(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]: ...
     def acquire(self, timeout: float | None = None) -> bool:
         """True when acquired, False on timeout."""
 
@@ -268,6 +271,30 @@ class MailslotWriterCore:
     def name(self) -> str: ...
     @property
     def closed(self) -> bool: ...
+
+# ---------------------------------------------------------------- WaitSet (bind_waitset.cpp)
+class WaitSet:
+    """Wait on many objects at once; the ready members come back in the order added."""
+
+    def __init__(self) -> None: ...
+    def add(self, obj: object, since: int | None = None) -> None: ...
+    def remove(self, obj: object) -> None:
+        """KeyError if `obj` is not a member."""
+    def discard(self, obj: object) -> None: ...
+    def wait(self, timeout: float | None = None) -> list[Any]:
+        """The ready members (never empty); TimeoutError; timeout=0 polls."""
+    def fileno(self) -> int:
+        """Linux: readable while a member is ready (not on Windows: see `handle`)."""
+    @property
+    def handle(self) -> int:
+        """Windows: a waitable event handle (not on Linux: see `fileno`)."""
+    @property
+    def members(self) -> list[Any]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, obj: object) -> bool: ...
+
+def _wait_fd(obj: object) -> int:
+    """The descriptor an event loop can watch for obj (Linux pipes and servers), else -1."""
 
 # ---------------------------------------------------------------- segments by name
 def state_unlink(name: str) -> None:

@@ -130,6 +130,11 @@ class Queue(_core.QueueCore):
         """How long a blocking call spins before sleeping in the kernel (default 50 µs)."""
         _core._queue_set_spin(self, seconds)
 
+    async def get_async(self, timeout: Optional[float] = None) -> bytes:
+        """``await q.get_async(timeout=None)``: get() for asyncio; a cancelled call consumes nothing."""
+        from ._aio import queue_get_async
+        return await queue_get_async(self, timeout)
+
     def close(self) -> None:
         """Stop holding the queue. The last holder of a non-persistent queue removes it."""
         _core._queue_close(self)
@@ -193,6 +198,11 @@ class Mailslot(_core.MailslotCore):
         if max_message <= 0:
             raise ValueError(f"mailslot {name!r}: max_message must be > 0, got {max_message}")
         super().__init__(name, max_message, capacity)
+
+    async def recv_async(self, timeout: Optional[float] = None) -> bytes:
+        """``await box.recv_async(timeout=None)``: recv() for asyncio; a cancelled call consumes nothing."""
+        from ._aio import mailslot_recv_async
+        return await mailslot_recv_async(self, timeout)
 
     def __enter__(self) -> "Mailslot":
         return self

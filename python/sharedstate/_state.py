@@ -152,6 +152,11 @@ class SharedState(_core.StateCore):
         raise KeyError(f"SharedState {self._name!r} has no field {field!r}; fields: {', '.join(self._layout.names)}")
 
     # ------------------------------------------------------------------ lifetime
+    async def wait_async(self, since: Optional[int] = None, timeout: Optional[float] = None) -> int:
+        """``await st.wait_async(since=None, timeout=None)``: wait() for asyncio (sharedstate._aio)."""
+        from ._aio import state_wait_async
+        return await state_wait_async(self, since, timeout)
+
     def close(self) -> None:
         """Stop holding the segment (never raises because views exist; they stay valid).
         The last holder of a non-persistent segment removes it."""

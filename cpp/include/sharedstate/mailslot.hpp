@@ -88,6 +88,14 @@ public:
         if (i.next_size < 0 && i.count > 0 && q_.empty()) i.count = 0;
         return i;
     }
+    // A WaitSet member: ready when a message is waiting (the queue's source, detail/wait_source.hpp).
+    detail::WaitSource wait_source() const {
+        check_open();
+        detail::WaitSource s = q_.wait_source();
+        s.key = this;
+        s.what = "mailslot '" + name_ + "'";
+        return s;
+    }
     uint32_t max_message() const { return q_.max_message(); }
     const std::string& name() const noexcept { return name_; }
     bool closed() const noexcept { return q_.closed(); }

@@ -269,6 +269,23 @@ public:
 
     const std::string& name() const { return live_c().conn.name(); }
     size_t max_message() const { return live_c().max_msg; }
+    // A WaitSet member (detail/wait_source.hpp): ready when a message is there (or has started
+    // arriving), or the peer is gone. The Pipe object must stay alive while in a set.
+    detail::WaitSource wait_source() const {
+        Impl* p = p_.get();
+        if (!p || p->closed.load()) closed_error();
+        detail::WaitSource s;
+        s.key = p;
+        s.what = "pipe '" + p->conn.name() + "'";
+        p->conn.wait_source_into(s);
+        s.ready = [p] {
+            if (p->closed.load(std::memory_order_relaxed)) return true;  // recv() reports it
+            if (!p->rmu.try_lock()) return false;                        // another thread is receiving
+            std::lock_guard<std::mutex> g(p->rmu, std::adopt_lock);
+            return p->conn.ready_now();
+        };
+        return s;
+    }
 #if defined(_WIN32)
     HANDLE native_handle() const { return live_c().conn.handle(); }
 #else
@@ -430,6 +447,17 @@ public:
     bool closed() const noexcept { return !p_ || p_->closed.load(); }
     const std::string& name() const { return live_c().name; }
     size_t max_message() const { return live_c().max_msg; }
+    // A WaitSet member: ready when a client is waiting to be accepted (Linux; on Windows
+    // errc::invalid_argument for now). The server must stay alive while in a set.
+    detail::WaitSource wait_source() const {
+        Impl* p = p_.get();
+        if (!p || p->closed.load()) fail(errc::closed, "pipe server is closed");
+        detail::WaitSource s;
+        s.key = p;
+        s.what = "pipe server '" + p->name + "'";
+        p->l.wait_source_into(s);
+        return s;
+    }
     // The OS address: the socket file on Linux, \\.\pipe\NAME on Windows.
     const std::string& path() const { return live_c().l.path(); }
 

@@ -52,6 +52,7 @@
 
 #include "detail/lifetime.hpp"
 #include "detail/os.hpp"
+#include "detail/wait_source.hpp"
 #include "error.hpp"
 #include "format.hpp"
 #include "wait.hpp"
@@ -582,14 +583,15 @@ public:
         if (!consumer_claimed_ && !claim_consumer(err)) return false;
         auto keep = map_;
         auto deadline = detail::Deadline::after(timeout.count());
+        constexpr uint64_t kNone = UINT64_MAX;
         for (;;) {
-            uint64_t blocked = 0;  // position of an unpublished record at head, if any
+            uint64_t blocked = kNone;  // position of an unpublished record at head, if any (0 is a position)
             if (ready(&blocked)) {
                 // Padding at head: consume it now (a producer may be waiting for those bytes).
                 if (skip_padding(err)) continue;
                 return !(err && *err);
             }
-            uint64_t slice = blocked ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
+            uint64_t slice = blocked != kNone ? kWriterCheckNs : UINT64_MAX;  // re-check a writing producer every 10 ms
             detail::Deadline d = deadline;
             if (slice != UINT64_MAX) d.at = (std::min)(deadline.at, detail::os::monotonic_ns() + slice);
             unsigned polls = 0;
@@ -599,12 +601,12 @@ public:
             if (deadline.left() == 0) {
                 return failure(err, errc::timeout,
                                "get from queue '" + name_ + "': " +
-                                   (blocked ? std::string("a producer (pid ") +
+                                   (blocked != kNone ? std::string("a producer (pid ") +
                                                   std::to_string(detail::os::owner_pid(owner_at(blocked))) +
                                                   ") is still writing the next message"
                                             : std::string("empty")));
             }
-            if (blocked && !skip_if_dead(blocked, err) && err && *err) return false;
+            if (blocked != kNone && !skip_if_dead(blocked, err) && err && *err) return false;
         }
     }
 
@@ -681,6 +683,58 @@ public:
         std::memcpy(buf, p, n);
         release_bytes(pos + size, true);
         return n;
+    }
+
+    // What a WaitSet needs (detail/wait_source.hpp): ready when a message is published at
+    // head (padding and cancelled records before it are looked past, not consumed; padding
+    // alone counts as ready, since only the consumer can move past it). Parks on data_seq
+    // and counts in data_waiters, exactly like a blocked get().
+    detail::WaitSource wait_source() const {
+        check_open();
+        detail::WaitSource s;
+        s.key = this;
+        s.what = "queue '" + name_ + "'";
+        qformat::Header* h = h_;
+        unsigned char* ring = ring_;
+        const uint64_t mask = mask_, cap = info_.capacity;
+        // A producer killed mid-put never publishes its record: once one has been seen "being
+        // written" at head for kWriterCheckNs, ask whether its producer lives (a dead one's
+        // record is ready: get() skips it and delivers what follows). The set re-checks its
+        // members at least every slice (50 ms), so this is noticed without any extra wake-up.
+        struct Stuck {
+            std::atomic<uint64_t> pos{UINT64_MAX}, since{0};
+        };
+        auto stuck = std::make_shared<Stuck>();
+        s.ready = [h, ring, mask, cap, stuck] {
+            const uint64_t first = h->head.load(std::memory_order_acquire);
+            uint64_t hd = first;
+            const uint64_t t = h->tail.load(std::memory_order_seq_cst);
+            for (int i = 0; i < 8 && hd != t; ++i) {
+                if (t < hd || t - hd > cap || (hd | t) % qformat::kRecordAlign) return true;  // get() reports it
+                auto* r = reinterpret_cast<const qformat::Record*>(ring + (hd & mask));
+                uint32_t st = r->state.load(std::memory_order_seq_cst);
+                if (st == qformat::kWriting) {  // its producer wakes us when it publishes...
+                    const uint64_t now = detail::os::monotonic_ns();
+                    if (stuck->pos.exchange(hd) != hd) {
+                        stuck->since.store(now);
+                        return false;
+                    }
+                    if (now - stuck->since.load() < kWriterCheckNs) return false;
+                    stuck->since.store(now);
+                    return !detail::os::owner_alive(r->owner);  // ...unless it died
+                }
+                if (st != qformat::kPadding && st != qformat::kCancelled) return true;
+                uint32_t size = r->size;
+                if (size < qformat::kRecordHeader || size % qformat::kRecordAlign || size > t - hd) return true;
+                hd += size;
+            }
+            return hd != first;  // padding (or a long run of skips): the consumer must move past it
+        };
+        s.word = &h->data_seq;
+        s.waiters = &h->data_waiters;
+        s.channel = detail::channel_of(data_wake_);
+        s.keep = map_;
+        return s;
     }
 
     // ------------------------------------------------------------ facts

@@ -80,6 +80,16 @@ public:
         live()->release(n);
     }
 
+    // A WaitSet member: ready while the count is positive (readiness only: the caller still
+    // acquires). The OS part is the backend's (NamedSemaphore::wait_source).
+    detail::WaitSource wait_source() const {
+        auto p = live();
+        detail::WaitSource src = p->wait_source();
+        src.key = this;
+        src.what = "semaphore '" + name_ + "'";
+        src.keep = p;
+        return src;
+    }
     // ------------------------------------------------------------ the error-code forms
     // The same calls, reporting failures in err instead of throwing (error.hpp): err.exists()
     // (create: NAME exists), err.not_found() (open: no such semaphore), errc::invalid_argument,

@@ -8,3 +8,4 @@
 #include "mailslot.hpp"
 #include "pipe.hpp"
 #include "semaphore.hpp"
+#include "waitset.hpp"

@@ -10,6 +10,7 @@
 
 #include "detail/lifetime.hpp"
 #include "detail/os.hpp"
+#include "detail/wait_source.hpp"
 #include "format.hpp"
 #include "layout.hpp"
 #include "seqlock.hpp"
@@ -198,6 +199,15 @@ public:
                                 uint64_t(spin.count()), intr))
             fail(errc::timeout, "wait on '" + name_ + "': no write after version " + std::to_string(since));
         return v;
+    }
+
+    // What a WaitSet needs to wait on this segment (detail/wait_source.hpp): its version.
+    detail::WaitSource wait_source() const {
+        check_open();
+        if (raw_) fail(errc::invalid_argument, "raw segment '" + name_ + "' has no version to wait on");
+        auto* h = header();
+        return detail::version_source(this, "state '" + name_ + "'", futex_word(), &h->waiters, wake_, map_,
+                                      [h] { return h->seq.load(std::memory_order_seq_cst) >> 1; });
     }
 
     // ------------------------------------------------------------ writing
@@ -563,6 +573,7 @@ public:
     void close() noexcept { block_.close(); }
     static void unlink(const std::string& name) { SharedBlock::unlink(name); }
 
+    detail::WaitSource wait_source() const { return block_.wait_source(); }
     SharedBlock& block() noexcept { return block_; }
     const SharedBlock& block() const noexcept { return block_; }
 

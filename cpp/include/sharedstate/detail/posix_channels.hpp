@@ -36,6 +36,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "wait_source.hpp"
 #include "../error.hpp"
 #include "../name.hpp"
 #include "../wait.hpp"
@@ -272,6 +273,14 @@ public:
         }
     }
     bool ready() const noexcept { return ready_; }
+    // For a WaitSet (the receive lock held): a whole message is buffered, the end is known,
+    // or the descriptor has something (a record, the peer's goodbye or hang-up). Never reads.
+    bool ready_now() const noexcept {
+        if (ready_ || eof_ || broken_ || closing_) return true;
+        pollfd p{fd_, POLLIN, 0};
+        return poll(&p, 1, 0) > 0;
+    }
+    void wait_source_into(WaitSource& s) const { s.fd = fd_; }
     const unsigned char* data() const noexcept { return ready_ptr_; }
     size_t size() const noexcept { return ready_len_; }
     void consume() noexcept {
@@ -511,6 +520,17 @@ public:
 
     const std::string& path() const noexcept { return path_; }
     int fileno() const noexcept { return fd_; }
+    // For a WaitSet: the listening socket polls readable when a client is waiting.
+    void wait_source_into(WaitSource& s) const {
+        s.fd = fd_;
+        const int fd = fd_;
+        const std::atomic<bool>* closing = &closing_;
+        s.ready = [fd, closing] {
+            if (closing->load()) return true;  // accept() reports it
+            pollfd p{fd, POLLIN, 0};
+            return poll(&p, 1, 0) > 0;
+        };
+    }
 
 private:
     void drop_lock() noexcept {
@@ -681,6 +701,39 @@ public:
         if (sem_unlink(path.c_str()) == 0) return true;
         if (errno == ENOENT) return false;
         throw_os("sem_unlink", name);
+    }
+    // A WaitSet member (detail/wait_source.hpp). glibc (>= 2.21, 64-bit, little-endian) keeps
+    // the semaphore as {uint64_t data; int private; int pad;}: the count is data's low half,
+    // which is the futex word sem_post wakes (FUTEX_WAKE of one waiter, only when data's high
+    // half, the waiter count, is non-zero). A WaitSet counts itself in that high half and parks
+    // on the low half like sem_wait does; since sem_post wakes only one, a set that leaves while
+    // the count is still positive passes the wake on (waitset.hpp). The layout is checked
+    // against sem_getvalue first; anywhere else the count is polled every millisecond.
+    WaitSource wait_source() const {
+        WaitSource s;
+        sem_t* sem = sem_;
+        s.ready = [sem] {
+            int v = 0;
+            return sem_getvalue(sem, &v) != 0 || v > 0;  // an error: acquire() reports it
+        };
+        s.poll_ns = 1000000;
+#if defined(__GLIBC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__x86_64__) || defined(__aarch64__)) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 21)
+        static_assert(sizeof(sem_t) >= 16, "glibc sem_t holds {u64 data, int private, int pad}");
+        auto* data = reinterpret_cast<std::atomic<uint64_t>*>(sem);
+        for (int i = 0; i < 4; ++i) {
+            int v = -1;
+            if (sem_getvalue(sem, &v) != 0) break;
+            uint64_t d = data->load(std::memory_order_seq_cst);
+            if (uint64_t(uint32_t(d) & 0x7fffffffu) == uint64_t(v)) {
+                s.word = reinterpret_cast<const std::atomic<uint32_t>*>(sem);
+                s.waiters_hi = data;
+                s.poll_ns = 0;
+                break;
+            }
+        }
+#endif
+        return s;
     }
     static uint32_t value_max() { return uint32_t(SEM_VALUE_MAX); }
     bool is_open() const noexcept { return sem_ != nullptr; }

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "wait_source.hpp"
 #include "../error.hpp"
 #include "../name.hpp"
 #include "../wait.hpp"
@@ -178,6 +179,15 @@ public:
         }
     }
     bool ready() const noexcept { return ready_; }
+    // For a WaitSet (the receive lock held): a whole message has arrived, or the pipe ended.
+    // A message-mode pipe has no handle that signals "data" without a read in flight, so a
+    // WaitSet re-checks pipes every 2 ms (PeekNamedPipe inside fill()).
+    bool ready_now() {
+        ErrorInfo e;
+        bool r = fill(Deadline::after(0), Interrupt{}, false, &e);
+        return r || static_cast<bool>(e);  // an error: recv() reports it
+    }
+    void wait_source_into(WaitSource& s) const { s.poll_ns = 2000000; }
     const unsigned char* data() const noexcept { return buf_.data(); }
     size_t size() const noexcept { return ready_len_; }
     void consume() noexcept {
@@ -358,6 +368,10 @@ public:
         guard_ = nullptr;
     }
     const std::string& path() const noexcept { return path_; }
+    void wait_source_into(WaitSource&) const {
+        fail(errc::invalid_argument, "pipe server '" + name_ + "': a WaitSet cannot wait for clients on Windows yet "
+                                     "(call accept() in a thread)");
+    }
 
 private:
     HANDLE instance(bool first, ErrorInfo* err) {
@@ -482,6 +496,22 @@ public:
     static bool unlink(const std::string& name) {
         split_name(name, "semaphore");
         return false;  // the object goes away with its last handle
+    }
+    // A WaitSet member (detail/wait_source.hpp): the semaphore handle itself. Waiting on it
+    // takes a count, which the set gives back at once (readiness only).
+    WaitSource wait_source() const {
+        WaitSource s;
+        s.handle = duplicate_handle(h_);
+        if (!s.handle) throw_os("DuplicateHandle", name_);
+        s.handle_consumes = true;
+        std::shared_ptr<void> h = s.handle;
+        s.ready = [h] {
+            DWORD r = WaitForSingleObject(h.get(), 0);
+            if (r != WAIT_OBJECT_0) return r == WAIT_FAILED;
+            ReleaseSemaphore(h.get(), 1, nullptr);
+            return true;
+        };
+        return s;
     }
     static uint32_t value_max() { return 0x7fffffffu; }
     bool is_open() const noexcept { return h_ != nullptr; }

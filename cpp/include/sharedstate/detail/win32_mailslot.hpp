@@ -15,6 +15,7 @@
 #include "../error.hpp"
 #include "../name.hpp"
 #include "../wait.hpp"
+#include "wait_source.hpp"
 #include "mailslot_types.hpp"
 #include "win32.hpp"
 
@@ -118,6 +119,23 @@ public:
         i.next_size = next == MAILSLOT_NO_MESSAGE ? -1 : int64_t(next);
         i.count = int64_t(count);
         return i;
+    }
+    // A WaitSet member (detail/wait_source.hpp). A mailslot has no wait handle for "a message
+    // arrived": it is polled with GetMailslotInfo every 2 ms, on a duplicate of the handle.
+    WaitSource wait_source() const {
+        check_open();
+        WaitSource s;
+        s.key = this;
+        s.what = "mailslot '" + name_ + "'";
+        std::shared_ptr<void> h = duplicate_handle(h_);
+        if (!h) os::throw_os("DuplicateHandle", name_);
+        s.ready = [h] {
+            DWORD next = 0;
+            if (!GetMailslotInfo(h.get(), nullptr, &next, nullptr, nullptr)) return true;  // recv() reports it
+            return next != MAILSLOT_NO_MESSAGE;
+        };
+        s.poll_ns = 2000000;
+        return s;
     }
     uint32_t max_message() const { return max_message_; }
     const std::string& name() const noexcept { return name_; }
