@@ -3,7 +3,7 @@
 
     python bench/compare.py            # full run (~10 minutes on a 2-vCPU VM)
     python bench/compare.py --quick    # short run (< 2 minutes)
-    python bench/compare.py --only access,roundtrip   # sections: access, cxx, roundtrip, throughput, torn, frames
+    python bench/compare.py --only access,roundtrip   # sections: access, cxx, roundtrip, throughput, torn, arrays, frames
 
 Writes bench/results/compare.md, compare.json and roundtrip.png (see bench/README.md).
 Absolute figures drift between runs and machines; the ratios, measured side by side in one
@@ -34,7 +34,7 @@ import peers  # noqa: E402
 from peers import Skip  # noqa: E402
 
 CTX = mp.get_context("fork")
-SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "frames", "waitset", "bridge")
+SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "arrays", "frames", "waitset", "bridge")
 
 
 # ================================================================== plumbing
@@ -380,6 +380,124 @@ def run_torn(cfg):
     return {"reads": cfg.torn_reads, "rows": rows}
 
 
+# ================================================================== array payloads
+ARRAY_SIZES = (64, 64 << 10, 1 << 20, 8 << 20)
+
+
+def _array_rt_child(name, ack_name, n, cpu, go, errq):
+    """B: wait for each write, take one consistent copy (read_into), check it, ack."""
+    try:
+        import numpy as np
+        import sharedstate as ss
+        pin(cpu)
+        big, ack = ss.SharedState.open(name), ss.SharedState.open(ack_name)
+        rec = np.zeros(1, big.layout.dtype)
+        go.set()
+        v = big.version
+        for _ in range(n):
+            v = big.wait(since=v, timeout=30)
+            big.read_into(rec)
+            d = rec["data"][0]
+            if d[0] != d[-1] or d[0] != (int(rec["seq"][0]) & 255):
+                raise AssertionError("torn copy")
+            ack.write(seq=int(rec["seq"][0]))
+        big.close()
+        ack.close()
+    except BaseException as e:
+        errq.put(f"{type(e).__name__}: {e}")
+        go.set()
+
+
+def run_arrays(cfg):
+    """Array payloads (issue 11): layout [("seq", "<u8"), ("data", "u1", (N,))], one process:
+    write(data=arr), read_into(rec) and st.data against a raw numpy copy of the same bytes in
+    stdlib shared memory (the floor); and across processes: write in A -> consistent copy
+    (read_into) in B -> ack. Rounds interleave the cases; ratios pair figures of one round."""
+    import numpy as np
+    from multiprocessing import shared_memory
+    ss = peers.sharedstate()
+    pin(cfg.cpu_parent)
+    out = {"sizes": {}, "rounds": cfg.arr_rounds}
+    for size in ARRAY_SIZES:
+        log(f"  arrays: {size} bytes")
+        layout = ss.Layout([("seq", "<u8"), ("data", "u1", (size,))])
+        name = peers.unique("arr")
+        st = ss.SharedState.create(name, layout)
+        shm = shared_memory.SharedMemory(create=True, size=layout.size)
+        try:
+            arr = np.full(size, 7, np.uint8)
+            rec = np.zeros(1, layout.dtype)
+            floor_dst = np.ndarray((size,), np.uint8, buffer=shm.buf, offset=8)
+            priv = np.zeros(size, np.uint8)
+            st.write(data=arr)
+            floor_dst[:] = arr
+            reps = max(5, min(20000, int(40e6 / max(size, 256))))
+            cases = {
+                "write": ("st.write(data=arr)", lambda: st.write(data=arr)),
+                "write_floor": ("raw copy into shm (np.copyto)", lambda: np.copyto(floor_dst, arr)),
+                "read_into": ("st.read_into(rec)", lambda: st.read_into(rec)),
+                "read_floor": ("raw copy out of shm (np.copyto)", lambda: np.copyto(priv, floor_dst)),
+                "field": ("st.data (a new read-only array)", lambda: st.data),
+            }
+            samples = {k: [] for k in cases}
+            for _ in range(cfg.arr_rounds):
+                for k, (_, fn) in cases.items():
+                    t0 = time.perf_counter()
+                    for _ in range(reps):
+                        fn()
+                    samples[k].append((time.perf_counter() - t0) / reps * 1e6)
+            rows = {k: {"label": cases[k][0], "samples": v, "median": statistics.median(v), "min": min(v)}
+                    for k, v in samples.items()}
+            ratios = {
+                "write": statistics.median(a / b for a, b in zip(samples["write"], samples["write_floor"])),
+                "read_into": statistics.median(a / b for a, b in zip(samples["read_into"], samples["read_floor"])),
+                "write_min": rows["write"]["min"] / rows["write_floor"]["min"],
+                "read_into_min": rows["read_into"]["min"] / rows["read_floor"]["min"],
+            }
+            # Cross-process round trip.
+            n = max(10, min(2000, int(cfg.arr_rt_bytes / max(size, 1024))))
+            ack_name = peers.unique("arrack")
+            ack = ss.SharedState.create(ack_name, ss.Layout([("seq", "<u8")]))
+            go, errq = CTX.Event(), CTX.SimpleQueue()
+            proc = CTX.Process(target=_array_rt_child, args=(name, ack_name, n + 5, cfg.cpu_child, go, errq), daemon=True)
+            proc.start()
+            rt = []
+            try:
+                if not go.wait(30) or not errq.empty():
+                    raise RuntimeError("child: " + (errq.get() if not errq.empty() else "never ready"))
+                with Alarm(cfg.timeout + n * 0.05, f"array round trip {size}"):
+                    for i in range(1, n + 6):
+                        arr.fill(i & 255)
+                        t0 = time.perf_counter_ns()
+                        av = ack.version
+                        st.write(seq=i, data=arr)
+                        while ack.version == av:
+                            ack.wait(since=av, timeout=30)
+                        if i > 5:
+                            rt.append((time.perf_counter_ns() - t0) / 1000)
+                proc.join(30)
+                if not errq.empty():
+                    raise RuntimeError("child: " + errq.get())
+                rs = sorted(rt)
+                rows["roundtrip"] = {"label": "write in A -> read_into in B -> ack", "n": len(rs),
+                                     "p50": pct(rs, 50), "p90": pct(rs, 90), "min": rs[0]}
+            except Exception as e:
+                rows["roundtrip"] = {"label": "write in A -> read_into in B -> ack",
+                                     "skipped": f"failed: {type(e).__name__}: {e}"[:300]}
+            finally:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join(5)
+                ack.close()
+            out["sizes"][str(size)] = {"reps": reps, "rows": rows, "ratios": ratios}
+        finally:
+            del floor_dst
+            st.close()
+            shm.close()
+            shm.unlink()
+    return out
+
+
 # ================================================================== machine
 def machine():
     info = {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
@@ -489,6 +607,17 @@ def targets(res):
     out.append({"target": "(info) Queue / pyzmq by CPU ns per message of the slower side", "measured": est,
                 "pooled": None, "limit": ">= 5.0", "reference": "pyzmq PUSH/PULL ipc",
                 "status": "N/A" if est is None else ("info: would PASS" if est >= 5.0 else "info: would MISS")})
+    ar = res.get("arrays")
+    for size, sec in (ar or {}).get("sizes", {}).items():
+        for key, limit, what in (("write", 2.5, "write(data=ndarray)"), ("read_into", 1.3, "read_into(rec)")):
+            x = sec["ratios"].get(key)
+            out.append({"target": f"{what} vs one raw numpy copy, {_size_text(int(size))}", "measured": x,
+                        "pooled": sec["ratios"].get(key + "_min"), "limit": f"<= {limit}", "reference": "raw copy",
+                        "status": "N/A" if x is None else ("PASS" if x <= limit else "MISS")})
+    for k, r in ((cx or {}).get("ratios") or {}).items():
+        out.append({"target": f"C++ {k}", "measured": r.get("measured"), "pooled": r.get("min_ratio"),
+                    "limit": f"<= {r.get('limit')}", "reference": "C++",
+                    "status": "PASS" if r.get("measured", 1e9) <= r.get("limit", 0) else "MISS"})
     cxx_read = cx.get("read_ns") if cx and "skipped" not in cx else None
     out.append({"target": "C++ SharedState<Controller>::read() ns", "measured": cxx_read, "pooled": None,
                 "limit": "<= 5.0", "reference": "absolute",
@@ -544,7 +673,8 @@ def markdown(res):
         L.append(f"| {t['target']} | {fmt(t['measured'])} | {fmt(t['pooled'])} | {t['limit']} | **{t['status']}** |")
     L += ["", "measured: the median over rounds of the ratio within each round (rounds interleave the "
           "mechanisms, so each ratio pairs figures taken seconds apart); pooled: the ratio of the figures over "
-          "all rounds (the tables below).", ""]
+          "all rounds (the tables below); for the array-payload and C++ ratio rows, the ratio of the fastest "
+          "rounds (min/min).", ""]
 
     acc = res.get("access")
     if acc:
@@ -563,7 +693,7 @@ def markdown(res):
 
     cx = res.get("cxx")
     if cx:
-        L += ["## C++ (ns per call, 12-byte controller struct, one process)", ""]
+        L += ["## C++ (ns per call, 12-byte controller struct and a 1 MiB payload, one process)", ""]
         if "skipped" in cx:
             L += [f"skipped: {cx['skipped']}", ""]
         else:
@@ -571,6 +701,25 @@ def markdown(res):
             for k, r in cx["rows"].items():
                 L.append(f"| {k} | {fmt(r['median'])} | [{fmt(r['min'])}–{fmt(r['max'])}] |")
             L += ["", f"Compiler: {cx.get('compiler', '?')}; `{cx.get('command', '')}`", ""]
+
+    ar = res.get("arrays")
+    if ar:
+        L += [f"## Array payloads (µs per call, median of {ar['rounds']} interleaved rounds; layout "
+              "`[(\"seq\", \"<u8\"), (\"data\", \"u1\", (N,))]`)", "",
+              "| payload | `write(data=arr)` | raw copy | ratio (min/min) | `read_into(rec)` | raw copy | ratio (min/min) "
+              "| `st.data` | write in A → consistent copy in B → ack (p50) |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for size, sec in ar["sizes"].items():
+            r, q = sec["rows"], sec["ratios"]
+            rt_ = r.get("roundtrip", {})
+            rtt = fmt(rt_.get("p50")) if "p50" in rt_ else rt_.get("skipped", "–")
+            L.append(f"| {_size_text(int(size))} | {fmt(r['write']['median'])} | {fmt(r['write_floor']['median'])} | "
+                     f"{q['write']:.2f}x ({q['write_min']:.2f}x) | {fmt(r['read_into']['median'])} | "
+                     f"{fmt(r['read_floor']['median'])} | {q['read_into']:.2f}x ({q['read_into_min']:.2f}x) | "
+                     f"{fmt(r['field']['median'])} | {rtt} |")
+        L += ["", "ratio: the median over rounds of the ratio within each round; min/min: the fastest round of "
+              "each (the least disturbed on a busy machine). Targets: write ≤ 2.5x (the latch stores two copies), "
+              "read_into ≤ 1.3x.", ""]
 
     rt = res.get("roundtrip")
     if rt:
@@ -629,6 +778,10 @@ def markdown(res):
     elif res.get("plot_note"):
         L += [f"Plot: {res['plot_note']}", ""]
     return "\n".join(L)
+
+
+def _size_text(n):
+    return f"{n >> 20} MiB" if n >= 1 << 20 else (f"{n >> 10} KiB" if n >= 1 << 10 else f"{n} B")
 
 
 def fmt_load(la):
@@ -719,6 +872,8 @@ def main(argv=None):
     cfg.rt_rounds, cfg.rt_n, cfg.rt_warm = (4, 2000, 500) if q else (10, 5000, 1000)
     cfg.tp_rounds, cfg.tp_n = (3, 100000) if q else (5, 300000)
     cfg.torn_reads = 1000000 if q else 5000000
+    cfg.arr_rounds = 5 if q else 11
+    cfg.arr_rt_bytes = (64 << 20) if q else (256 << 20)  # bytes moved per size in the array round trip
     cfg.timeout = 30.0
     if cfg.rounds:
         cfg.rt_rounds = cfg.tp_rounds = cfg.rounds
@@ -746,6 +901,9 @@ def main(argv=None):
     if "torn" in only:
         log("torn reads ...")
         res["torn"] = run_torn(cfg)
+    if "arrays" in only:
+        log("array payloads ...")
+        res["arrays"] = run_arrays(cfg)
     if "frames" in only:
         log("frames ...")
         import frames_bench  # bench/frames_bench.py: commit -> numpy array, 64 B .. 8 MiB

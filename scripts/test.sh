@@ -4,6 +4,7 @@
 # 1. system packages  2. the package + test extra in a fresh venv  3. the C++ build
 # 4. pytest, ctest, the wheel  5. hardening (sanitizers, fuzzing)  5b. MSVC mode (clang-cl)
 # 6. Windows build + tests under Wine
+# 7. the suite on other CPythons (3.12, 3.14, free-threaded 3.13t; SHAREDSTATE_SKIP_PYTHONS=1 skips)
 # Each stage prints a summary line; the script fails if any stage fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +76,17 @@ fi
 if [ -f scripts/test-windows.sh ] && [ "${SHAREDSTATE_SKIP_WINDOWS:-0}" != 1 ]; then
   log "Windows (mingw-w64 + Wine)"
   bash scripts/test-windows.sh || failed+=("windows")
+fi
+
+# ---------------------------------------------------------------- 7. other CPythons
+# 3.12 (pyenv), 3.14 (Debian sid chroot), free-threaded 3.13t with PYTHON_GIL=0: the chroot and
+# the built interpreter are cached outside the clone (/var/cache/sharedstate-pythons): a cold
+# run builds them once (scripts/test-pythons.sh says what each stage cost).
+if [ -f scripts/test-pythons.sh ] && [ "${SHAREDSTATE_SKIP_PYTHONS:-0}" != 1 ]; then
+  log "other CPythons (3.12, 3.14, 3.13t free-threaded)"
+  tp=$(date +%s)
+  bash scripts/test-pythons.sh || failed+=("pythons")
+  log "other CPythons took $(( $(date +%s) - tp ))s"
 fi
 
 log "done"

@@ -1,6 +1,8 @@
 // bench_state: ns per call of the C++ SharedState<Controller> (the 12-byte controller
-// struct) in one process, against the floors under it. Prints a human table on stderr and
-// one JSON line on stdout (bench/compare.py reads it).
+// struct) in one process, against the floors under it; and a 1 MiB payload read and written
+// through SharedBlock and SharedState<T> against memcpy of the same bytes (ratios, with the
+// targets of issue 11). Prints a human table on stderr and one JSON line on stdout
+// (bench/compare.py reads it).
 //
 //   bench_state [--rounds N] [--iters N]
 //
@@ -16,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +39,13 @@ struct Controller {
 };
 SHAREDSTATE_DESCRIBE(Controller, x, y, is_open, is_running, is_pressing);
 static_assert(sizeof(Controller) == 12, "the controller struct is 12 bytes");
+
+struct Payload1M {  // a 1 MiB payload: a header word and an array
+    uint64_t seq;
+    unsigned char data[(1u << 20) - 8];
+};
+SHAREDSTATE_DESCRIBE(Payload1M, seq, data);
+static_assert(sizeof(Payload1M) == (1u << 20), "1 MiB");
 
 template <class T>
 inline void keep(const T& v) {
@@ -126,15 +136,78 @@ int main(int argc, char** argv) {
             keep(b);
         }));
         st.close();
+
+        // 1 MiB: SharedBlock and SharedState<T>, read and write, against memcpy of 1 MiB
+        // between two private buffers (the floor: one raw copy of the payload). A write
+        // stores two copies (the latch), so its target is 2.5x; a read copies once: 1.3x.
+        const long big_iters = std::max(20L, iters / 10000);
+        const std::string bname = name + "-1m";
+        auto big = SharedState<Payload1M>::create(bname);
+        auto src = std::make_unique<Payload1M>();
+        auto dst = std::make_unique<Payload1M>();
+        std::memset(src.get(), 7, sizeof *src);
+        big.write(*src);
+        sharedstate::SharedBlock& blk = big.block();
+        std::vector<Stat> b;
+        b.push_back(measure("1 MiB: memcpy (floor)", rounds, big_iters, [&] {
+            std::memcpy(dst.get(), src.get(), sizeof *src);
+            keep(*dst);
+        }));
+        b.push_back(measure("1 MiB: SharedBlock::read", rounds, big_iters, [&] {
+            blk.read(dst.get());
+            keep(*dst);
+        }));
+        b.push_back(measure("1 MiB: SharedState<T>::read(T&)", rounds, big_iters, [&] {
+            big.read(*dst);
+            keep(*dst);
+        }));
+        b.push_back(measure("1 MiB: SharedBlock::write", rounds, big_iters, [&] {
+            ++src->seq;
+            blk.write(src.get());
+        }));
+        b.push_back(measure("1 MiB: SharedState<T>::write", rounds, big_iters, [&] {
+            ++src->seq;
+            big.write(*src);
+        }));
+        big.close();
+        for (auto& x : b) out.push_back(x);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_state: %s\n", e.what());
         return 1;
     }
 
-    std::fprintf(stderr, "%-52s %10s %18s\n", "operation", "ns", "[min - max]");
-    for (auto& s : out) std::fprintf(stderr, "%-52s %10.2f   [%.2f - %.2f]\n", s.name.c_str(), s.median, s.min, s.max);
-    std::printf("{\"read_ns\": %.4f, \"write_ns\": %.4f, \"rounds\": %d, \"iters\": %ld, \"rows\": {", out[0].median,
-                out[1].median, rounds, iters);
+    std::fprintf(stderr, "%-56s %12s %22s\n", "operation", "ns", "[min - max]");
+    for (auto& s : out) std::fprintf(stderr, "%-56s %12.2f   [%.2f - %.2f]\n", s.name.c_str(), s.median, s.min, s.max);
+    auto row = [&](const char* n) -> const Stat* {
+        for (auto& s : out) if (s.name == n) return &s;
+        return nullptr;
+    };
+    // Ratios: SharedState<Controller>::read() to the compile-time latch floor (target <= 1.5),
+    // and the 1 MiB calls to one memcpy of 1 MiB (read <= 1.3, write <= 2.5).
+    struct Ratio { const char* name; const char* a; const char* b; double limit; };
+    const Ratio ratios[] = {
+        {"read() / compile-time latch floor", "SharedState<Controller>::read()", "floor: same latch protocol, size fixed at compile time", 1.5},
+        {"1 MiB SharedBlock::read / memcpy", "1 MiB: SharedBlock::read", "1 MiB: memcpy (floor)", 1.3},
+        {"1 MiB SharedState<T>::read(T&) / memcpy", "1 MiB: SharedState<T>::read(T&)", "1 MiB: memcpy (floor)", 1.3},
+        {"1 MiB SharedBlock::write / memcpy", "1 MiB: SharedBlock::write", "1 MiB: memcpy (floor)", 2.5},
+        {"1 MiB SharedState<T>::write / memcpy", "1 MiB: SharedState<T>::write", "1 MiB: memcpy (floor)", 2.5},
+    };
+    std::string rjson;
+    // (min/min beside it: on a loaded machine the fastest round is the least disturbed one.)
+    std::fprintf(stderr, "\n%-56s %12s %8s %8s\n", "ratio", "medians", "mins", "target");
+    for (const auto& r : ratios) {
+        const Stat *a = row(r.a), *b = row(r.b);
+        if (!a || !b || b->median <= 0 || b->min <= 0) continue;
+        double x = a->median / b->median, m = a->min / b->min;
+        std::fprintf(stderr, "%-56s %12.2f %8.2f %8s %s\n", r.name, x, m, ("<= " + std::to_string(r.limit).substr(0, 3)).c_str(),
+                     x <= r.limit ? "PASS" : "MISS");
+        char buf[256];
+        std::snprintf(buf, sizeof buf, "%s\"%s\": {\"measured\": %.4f, \"min_ratio\": %.4f, \"limit\": %.2f}",
+                      rjson.empty() ? "" : ", ", r.name, x, m, r.limit);
+        rjson += buf;
+    }
+    std::printf("{\"read_ns\": %.4f, \"write_ns\": %.4f, \"rounds\": %d, \"iters\": %ld, \"ratios\": {%s}, \"rows\": {",
+                out[0].median, out[1].median, rounds, iters, rjson.c_str());
     for (size_t k = 0; k < out.size(); ++k)
         std::printf("%s\"%s\": {\"median\": %.4f, \"min\": %.4f, \"max\": %.4f}", k ? ", " : "", out[k].name.c_str(),
                     out[k].median, out[k].min, out[k].max);

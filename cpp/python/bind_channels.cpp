@@ -11,6 +11,13 @@
 //
 // Lock order: nobody blocks on a pipe lock while holding the GIL (only try_lock there), so a
 // thread that holds a pipe lock may always take the GIL.
+//
+// Threads (common.hpp's pattern): the C++ Pipe, PipeServer and Semaphore are themselves safe
+// to share between threads (close() from any thread wakes the others, which fail with
+// errc::closed; see pipe.hpp, semaphore.hpp), and each binding object owns its C++ object
+// for its whole life (freed only by dealloc, when no call can be in flight). So a binding
+// holds no mutable state of its own; Semaphore.acquire() polls its object's closed() every
+// slice, so a close() in another thread ends it promptly with the closed error.
 #define PY_SSIZE_T_CLEAN  // for "s#" in PyArg_ParseTupleAndKeywords
 #include <pybind11/pybind11.h>
 
@@ -502,7 +509,11 @@ void bind_channels(py::module_& m) {
             "acquire",
             [](Semaphore& s, py::object timeout) {
                 auto t = timeout_from(timeout);
-                return without_gil([&] { return s.acquire(t, gil_released_interrupt()); });
+                Watch w;
+                w.closed = [](const void* p) { return static_cast<const Semaphore*>(p)->closed(); };
+                w.obj = &s;
+                w.what = "semaphore '" + s.name() + "'";
+                return without_gil([&] { return s.acquire(t, closable_interrupt(w)); });
             },
             py::arg("timeout") = py::none(), "acquire(timeout=None) -> bool: True when acquired, False on timeout.")
         .def(

@@ -7,7 +7,10 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <sharedstate/mailslot.hpp>
+#include <sharedstate/pipe.hpp>  // detail::lock_within
 #include <sharedstate/queue.hpp>
 
 #include "common.hpp"
@@ -17,12 +20,56 @@ namespace {
 
 using sharedstate::Queue;
 
+// The C++ half of a QueueCore (new'd in queue_new). Threads: common.hpp's pattern, and the
+// Queue's own contract: producing calls from any number of threads at once, consuming calls
+// (get*, views, wait_ready) one thread at a time per process: `consumer` serializes them.
+// Lock order: consumer, then the GIL (never block on `consumer` holding the GIL).
+// The consumer role of this process: `mu` is held for the length of one consuming call; a
+// message view (get_view) keeps the role for its thread until commit/abandon, so consumers
+// in other threads wait for it (the view's own thread gets the Queue's "still open" error).
+struct ConsumerLock {
+    std::mutex mu;
+    bool view_open = false;  // under mu
+    std::thread::id view_thread;
+    // With mu held by the caller.
+    bool usable() const { return !view_open || view_thread == std::this_thread::get_id(); }
+    // Takes mu if usable now. GIL held or not.
+    bool try_take() {
+        if (!mu.try_lock()) return false;
+        if (usable()) return true;
+        mu.unlock();
+        return false;
+    }
+    // Waits (GIL released) until taken; false on timeout. intr runs every slice.
+    bool take_within(const sharedstate::detail::Deadline& dl, const sharedstate::Interrupt& intr) {
+        uint64_t nap = 20000, next_intr = sharedstate::detail::os::monotonic_ns() + sharedstate::kSliceNs;
+        for (;;) {
+            if (try_take()) return true;
+            uint64_t left = dl.left();
+            if (left == 0) return false;
+            sharedstate::detail::os::sleep_ns(nap < left ? nap : left);
+            if (nap < 1000000) nap *= 2;
+            if (sharedstate::detail::os::monotonic_ns() >= next_intr) {
+                intr();
+                next_intr = sharedstate::detail::os::monotonic_ns() + sharedstate::kSliceNs;
+            }
+        }
+    }
+};
+
+struct QueueHalf {
+    Owner<Queue> q;
+    std::shared_ptr<ConsumerLock> consumer_lock = std::make_shared<ConsumerLock>();  // views hold it too
+    ConsumerLock& consumer = *consumer_lock;
+};
+
 struct QueueCore {
     PyObject_HEAD
-    std::shared_ptr<Queue>* holder;  // null until attached; reset by close()
-    Queue* q;                        // == holder->get(), cached for the fast paths
+    QueueHalf* core;
     PyObject* weakrefs;
 };
+
+using QueuePin = Pin<Queue>;
 
 PyTypeObject QueueCoreType = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
@@ -43,10 +90,25 @@ bool guarded(F&& f) {
     return false;
 }
 
+void set_closed_error(QueueCore* s) {
+    if (s->core->q.closed()) PyErr_Format(PyExc_ValueError, "operation on a closed %s", s->core->q.what().c_str());
+    else PyErr_SetString(PyExc_ValueError, "operation on a closed Queue");
+}
+// A cheap early check (the pin is the real one).
 bool closed_error(QueueCore* s) {
-    if (s->q) return false;
-    PyErr_SetString(PyExc_ValueError, "operation on a closed Queue");
+    if (!s->core->q.closed() && !s->core->q.what().empty()) return false;
+    set_closed_error(s);
     return true;
+}
+
+// Takes the consumer lock for a call that already holds a strong reference to the queue:
+// at once with the GIL held, else waiting with the GIL released (the lock order).
+void lock_consumer(QueueHalf& h, int64_t ns, const Watch& w) {
+    if (h.consumer.try_take()) return;
+    bool got = without_gil([&] {
+        return h.consumer.take_within(sharedstate::detail::Deadline::after(ns), closable_interrupt(w));
+    });
+    if (!got) sharedstate::fail(sharedstate::errc::timeout, "get from " + h.q.what() + ": timed out (another thread is consuming)");
 }
 
 // None -> -1 (forever); seconds -> ns. False with a Python error on a bad value.
@@ -103,12 +165,19 @@ PyObject* queue_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
     if (!parse_timeout(tmo, ns)) return nullptr;
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) return nullptr;
+    QueuePin q(s->core->q);  // after the conversions (they may run Python code)
+    if (!q) {
+        PyBuffer_Release(&view);
+        set_closed_error(s);
+        return nullptr;
+    }
     bool ok = guarded([&] {
-        Queue* q = s->q;
-        if (q->try_put(view.buf, size_t(view.len))) return;
-        std::shared_ptr<Queue> keep = *s->holder;  // alive while the GIL is released
+        if (q->try_put(view.buf, size_t(view.len))) return;  // producers: any threads at once
+        std::shared_ptr<Queue> keep = q.keep(s->core->q);  // alive while the GIL is released
+        if (!keep) sharedstate::fail(sharedstate::errc::closed, "operation on a closed " + s->core->q.what());
+        Watch w = watch_of(s->core->q);
         without_gil([&] {
-            keep->put(view.buf, size_t(view.len), std::chrono::nanoseconds(ns), gil_released_interrupt());
+            keep->put(view.buf, size_t(view.len), std::chrono::nanoseconds(ns), closable_interrupt(w));
             return 0;
         });
     });
@@ -118,19 +187,41 @@ PyObject* queue_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
 }
 
 // Consume one message with fn(payload, len) under the GIL; wait (GIL released) while none.
+// Called after the argument conversions; pins the queue and takes the consumer lock itself.
+// fn runs with the GIL held and runs no Python code (it only builds bytes or copies).
 template <class Fn>
 bool consume(QueueCore* s, int64_t ns, Fn&& fn) {
+    QueueHalf& h = *s->core;
+    QueuePin q(h.q);
+    if (!q) {
+        set_closed_error(s);
+        return false;
+    }
     return guarded([&] {
-        if (s->q->try_consume(fn)) return;
-        std::shared_ptr<Queue> keep = *s->holder;
+        std::shared_ptr<Queue> keep;  // taken before anything releases the GIL
+        if (!h.consumer.try_take()) {  // another thread is consuming: wait for it, GIL released
+            keep = q.keep(h.q);
+            if (!keep) sharedstate::fail(sharedstate::errc::closed, "operation on a closed " + h.q.what());
+            Watch w = watch_of(h.q);
+            bool got = without_gil([&] {
+                return h.consumer.take_within(sharedstate::detail::Deadline::after(ns), closable_interrupt(w));
+            });
+            if (!got) sharedstate::fail(sharedstate::errc::timeout, "get from " + h.q.what() + ": timed out (another thread is consuming)");
+        }
+        std::lock_guard<std::mutex> g(h.consumer.mu, std::adopt_lock);
+        if (keep && h.q.closed()) sharedstate::fail(sharedstate::errc::closed, h.q.what() + " was closed by another thread");
+        if ((keep ? keep.get() : q.get())->try_consume(fn)) return;
+        if (!keep) keep = q.keep(h.q);  // nothing ran since the pin (no message: fn was not called)
+        if (!keep) sharedstate::fail(sharedstate::errc::closed, "operation on a closed " + h.q.what());
+        Watch w = watch_of(h.q);
         auto deadline = sharedstate::detail::Deadline::after(ns);
         for (;;) {
             int64_t left = deadline.forever() ? -1 : int64_t(deadline.left());
             without_gil([&] {
-                keep->wait_ready(std::chrono::nanoseconds(left), gil_released_interrupt());
+                keep->wait_ready(std::chrono::nanoseconds(left), closable_interrupt(w));
                 return 0;
             });
-            if (keep->try_consume(fn)) return;  // another thread may have taken it: wait again
+            if (keep->try_consume(fn)) return;
         }
     });
 }
@@ -165,11 +256,11 @@ PyObject* queue_get_into(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     Py_buffer view;
     if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) return nullptr;
     size_t got = 0;
-    const std::string* name = &s->q->name();  // the Queue outlives the call (GIL or `keep`)
+    const std::string& what = s->core->q.what();  // "Queue 'name'", fixed once attached
     bool ok = consume(s, ns, [&](const unsigned char* p, size_t n) {
         if (n > size_t(view.len))
             sharedstate::fail(sharedstate::errc::message_too_large,
-                              "get_into('" + *name + "'): the next message has " + std::to_string(n) +
+                              "get_into(" + what.substr(6) + "): the next message has " + std::to_string(n) +
                                   " bytes, the buffer " + std::to_string(view.len) + " (it stays queued)");
         std::memcpy(view.buf, p, n);
         got = n;
@@ -181,23 +272,23 @@ PyObject* queue_get_into(PyObject* self, PyObject* const* args, Py_ssize_t nargs
 
 Py_ssize_t queue_len(PyObject* self) {
     auto* s = reinterpret_cast<QueueCore*>(self);
-    if (closed_error(s)) return -1;
-    return Py_ssize_t(s->q->size());
+    QueuePin q(s->core->q);
+    if (!q) { set_closed_error(s); return -1; }
+    return Py_ssize_t(q->size());
 }
 
 PyObject* queue_empty(PyObject* self, PyObject*) {
     auto* s = reinterpret_cast<QueueCore*>(self);
-    if (closed_error(s)) return nullptr;
-    return PyBool_FromLong(s->q->empty());
+    QueuePin q(s->core->q);
+    if (!q) { set_closed_error(s); return nullptr; }
+    return PyBool_FromLong(q->empty());
 }
 
 void queue_dealloc(PyObject* self) {
     auto* s = reinterpret_cast<QueueCore*>(self);
     if (s->weakrefs) PyObject_ClearWeakRefs(self);
-    if (s->holder) {
-        std::shared_ptr<Queue>* h = s->holder;
-        s->holder = nullptr;
-        s->q = nullptr;
+    if (QueueHalf* h = s->core) {  // no other thread is inside: it would hold a reference
+        s->core = nullptr;
         Py_BEGIN_ALLOW_THREADS  // closing may take a flock / unlink
         delete h;
         Py_END_ALLOW_THREADS
@@ -208,9 +299,12 @@ void queue_dealloc(PyObject* self) {
 PyObject* queue_new(PyTypeObject* type, PyObject*, PyObject*) {
     auto* s = reinterpret_cast<QueueCore*>(type->tp_alloc(type, 0));
     if (!s) return nullptr;
-    s->holder = nullptr;
-    s->q = nullptr;
     s->weakrefs = nullptr;
+    s->core = new (std::nothrow) QueueHalf();
+    if (!s->core) {
+        Py_DECREF(s);
+        return PyErr_NoMemory();
+    }
     return reinterpret_cast<PyObject*>(s);
 }
 
@@ -236,45 +330,94 @@ QueueCore* core_of(py::handle h) {
 
 std::shared_ptr<Queue> queue_of(py::handle self) {
     QueueCore* s = core_of(self);
-    if (!s->holder || !s->q) throw py::value_error("operation on a closed Queue");
-    return *s->holder;
+    std::shared_ptr<Queue> q = s->core->q.get();
+    if (!q) throw py::value_error(s->core->q.closed() ? "operation on a closed " + s->core->q.what() : std::string("operation on a closed Queue"));
+    return q;
 }
 
 void install(py::handle self, Queue&& q) {
     QueueCore* s = core_of(self);
-    if (s->holder) throw py::value_error("QueueCore already attached");
-    s->holder = new std::shared_ptr<Queue>(std::make_shared<Queue>(std::move(q)));
-    s->q = s->holder->get();
+    if (!s->core->q.what().empty()) throw py::value_error("QueueCore already attached");
+    auto p = std::make_shared<Queue>(std::move(q));
+    std::string what = "Queue '" + p->name() + "'";
+    s->core->q.attach(std::move(p), std::move(what));
+}
+
+// Runs f() holding m: at once if free, else waiting for it with the GIL released.
+// (A view's end: its thread holds the role, so only the consuming call in flight is waited for.)
+template <class F>
+void with_consumer(ConsumerLock& c, F&& f) {
+    if (!c.mu.try_lock()) {
+        py::gil_scoped_release nogil;
+        c.mu.lock();  // a holder may need the GIL to finish: never wait for mu holding it
+    }
+    std::lock_guard<std::mutex> g(c.mu, std::adopt_lock);
+    f();
 }
 
 // The zero-copy read: a buffer over the next message in place; commit() consumes it.
 // Holds the Queue (and through the View the mapping) so that the bytes outlive close().
+// Committing or abandoning it is a consuming call: under the queue's consumer lock.
 struct QueueView {
     std::shared_ptr<Queue> queue;  // declared first: destroyed after the view
+    std::shared_ptr<ConsumerLock> consumer;
     Queue::View view;
+    QueueView() = default;
+    QueueView(QueueView&&) = default;
+    ~QueueView() {
+        if (view && consumer) end([&] { view.commit(); });
+    }
+    template <class F>
+    void end(F&& f) {  // commit or abandon, once
+        if (!consumer) return;
+        with_consumer(*consumer, [&] {
+            if (!view) return;
+            f();
+            consumer->view_open = false;
+        });
+    }
 };
 
 // The zero-copy write: a writable buffer over a reserved record; commit() publishes it.
 struct QueueSlot {
     std::shared_ptr<Queue> queue;
     Queue::Slot slot;
+    std::unique_ptr<std::mutex> mu{new std::mutex};  // two threads may call commit/cancel
 };
 
-// Mailslot objects as held by Python: the shared_ptr keeps one alive through a blocking call.
+// Mailslot objects as held by Python (common.hpp's pattern): every call takes a strong
+// reference; close() detaches it, and the last reference closes the C++ object. A mailslot
+// has one reader, so its receiving calls are serialized (`recv_mu`, taken GIL released).
+template <class T>
+std::shared_ptr<T> live(const Owner<T>& o, const char* kind) {
+    auto p = o.get();
+    if (!p) throw py::value_error(std::string("operation on a closed ") + kind);
+    return p;
+}
 struct PyMailslot {
-    std::shared_ptr<sharedstate::Mailslot> m;
-    sharedstate::Mailslot& get() const {
-        if (!m) throw py::value_error("operation on a closed Mailslot");
-        return *m;
-    }
+    Owner<sharedstate::Mailslot> m;
+    std::mutex recv_mu;
+    std::shared_ptr<sharedstate::Mailslot> get() const { return live(m, "Mailslot"); }
 };
 struct PyMailslotWriter {
-    std::shared_ptr<sharedstate::MailslotWriter> w;
-    sharedstate::MailslotWriter& get() const {
-        if (!w) throw py::value_error("operation on a closed MailslotWriter");
-        return *w;
-    }
+    Owner<sharedstate::MailslotWriter> w;
+    std::shared_ptr<sharedstate::MailslotWriter> get() const { return live(w, "MailslotWriter"); }
 };
+// Receives with recv_mu held: f(mailslot, interrupt) with the GIL released.
+template <class F>
+auto mailslot_recv(PyMailslot& self, std::chrono::nanoseconds ns, F&& f) {
+    auto keep = self.get();
+    Watch w = watch_of(self.m);
+    return without_gil([&] {
+        auto dl = sharedstate::detail::Deadline::after(ns.count());
+        if (!sharedstate::detail::lock_within(self.recv_mu, dl, closable_interrupt(w)))
+            sharedstate::fail(sharedstate::errc::timeout, "recv from " + self.m.what() + ": no message (another thread is receiving)");
+        std::lock_guard<std::mutex> g(self.recv_mu, std::adopt_lock);
+        if (self.m.closed()) sharedstate::fail(sharedstate::errc::closed, self.m.what() + " was closed by another thread");
+        auto left = std::chrono::nanoseconds(dl.forever() ? -1 : int64_t(dl.left()));
+        return f(*keep, left, closable_interrupt(w));
+    });
+}
 
 }  // namespace
 
@@ -305,15 +448,12 @@ void bind_queue(py::module_& m) {
     });
     m.def("_queue_close", [](py::handle self) {
         QueueCore* s = core_of(self);
-        s->q = nullptr;
-        if (s->holder) {
-            std::shared_ptr<Queue> last = std::move(*s->holder);
-            delete s->holder;
-            s->holder = nullptr;
-            without_gil([&] { last.reset(); return 0; });  // closes here unless a call is in flight
-        }
+        // Calls in flight in other threads keep their own reference: the Queue closes when
+        // the last one lets go; blocked ones see the close within a slice (ValueError).
+        std::shared_ptr<Queue> last = s->core->q.detach();
+        if (last) without_gil([&] { last.reset(); return 0; });  // closes here unless a call is in flight
     });
-    m.def("_queue_closed", [](py::handle self) { return core_of(self)->q == nullptr; });
+    m.def("_queue_closed", [](py::handle self) { return !core_of(self)->core->q.attached(); });
     m.def("_queue_name", [](py::handle self) { return queue_of(self)->name(); });
     m.def("_queue_info", [](py::handle self) {
         auto q = queue_of(self);
@@ -348,25 +488,34 @@ void bind_queue(py::module_& m) {
                                    true);
         })
         .def("__len__", [](const QueueView& v) { return v.view.size(); })
-        .def("commit", [](QueueView& v) { v.view.commit(); }, "Consume the message (its bytes may be reused).")
-        .def("abandon", [](QueueView& v) { v.view.abandon(); }, "Leave the message queued.");
+        .def("commit", [](QueueView& v) { v.end([&] { v.view.commit(); }); },
+             "Consume the message (its bytes may be reused).")
+        .def("abandon", [](QueueView& v) { v.end([&] { v.view.abandon(); }); },
+             "Leave the message queued.");
     m.def("_queue_view", [](py::handle self, py::object timeout) {
+        auto ns = timeout_from(timeout);  // (may run Python code: before the queue is taken)
+        QueueHalf& h = *core_of(self)->core;
         auto q = queue_of(self);
-        auto ns = timeout_from(timeout);
         QueueView out;
         out.queue = q;
+        out.consumer = h.consumer_lock;
+        Watch w = watch_of(h.q);
+        lock_consumer(h, ns.count(), w);
+        std::lock_guard<std::mutex> g(h.consumer.mu, std::adopt_lock);
         out.view = q->try_get_view();
         if (!out.view) {
             auto deadline = sharedstate::detail::Deadline::after(ns.count());
             while (!out.view) {
                 int64_t left = deadline.forever() ? -1 : int64_t(deadline.left());
                 without_gil([&] {
-                    q->wait_ready(std::chrono::nanoseconds(left), gil_released_interrupt());
+                    q->wait_ready(std::chrono::nanoseconds(left), closable_interrupt(w));
                     return 0;
                 });
                 out.view = q->try_get_view();
             }
         }
+        h.consumer.view_open = true;  // this thread keeps the consumer role until commit/abandon
+        h.consumer.view_thread = std::this_thread::get_id();
         return out;
     });
 
@@ -377,67 +526,69 @@ void bind_queue(py::module_& m) {
                                    {py::ssize_t(s.slot.size())}, {1}, false);
         })
         .def("__len__", [](const QueueSlot& s) { return s.slot.size(); })
-        .def("commit", [](QueueSlot& s) { s.slot.commit(); }, "Publish the message.")
-        .def("cancel", [](QueueSlot& s) { s.slot.cancel(); }, "Drop it: the consumer skips it.");
+        .def("commit", [](QueueSlot& s) { std::lock_guard<std::mutex> g(*s.mu); s.slot.commit(); }, "Publish the message.")
+        .def("cancel", [](QueueSlot& s) { std::lock_guard<std::mutex> g(*s.mu); s.slot.cancel(); },
+             "Drop it: the consumer skips it.");
     m.def("_queue_slot", [](py::handle self, size_t size, py::object timeout) {
-        auto q = queue_of(self);
         auto ns = timeout_from(timeout);
+        auto q = queue_of(self);
         QueueSlot out;
         out.queue = q;
-        out.slot = without_gil([&] { return q->begin_put(size, ns, gil_released_interrupt()); });
+        Watch w = watch_of(core_of(self)->core->q);
+        out.slot = without_gil([&] { return q->begin_put(size, ns, closable_interrupt(w)); });
         return out;
     });
 
     // ---------------------------------------------------------------- Mailslot
     py::class_<PyMailslot>(m, "MailslotCore")
         .def(py::init([](const std::string& name, uint32_t max_message, uint64_t capacity) {
-                 PyMailslot p;
-                 p.m = without_gil([&] { return std::make_shared<sharedstate::Mailslot>(name, max_message, capacity); });
+                 std::unique_ptr<PyMailslot> p(new PyMailslot);
+                 p->m.attach(without_gil([&] { return std::make_shared<sharedstate::Mailslot>(name, max_message, capacity); }),
+                             "Mailslot '" + name + "'");
                  return p;
              }),
              py::arg("name"), py::arg("max_message") = sharedstate::kMailslotDefaultMaxMessage,
              py::arg("capacity") = sharedstate::kMailslotDefaultCapacity)
         .def("recv", [](PyMailslot& self, py::object timeout) {
-            auto keep = self.m;
-            self.get();
             auto ns = timeout_from(timeout);
-            auto v = without_gil([&] { return keep->recv(ns, gil_released_interrupt()); });
+            auto v = mailslot_recv(self, ns, [](sharedstate::Mailslot& m, std::chrono::nanoseconds left,
+                                                const sharedstate::Interrupt& intr) { return m.recv(left, intr); });
             return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
         }, py::arg("timeout") = py::none())
         .def("recv_into", [](PyMailslot& self, py::buffer buf, py::object timeout) {
-            auto keep = self.m;
-            self.get();
             auto ns = timeout_from(timeout);
             py::buffer_info bi = buf.request(true);
             void* p = bi.ptr;
             size_t cap = size_t(bi.size * bi.itemsize);
-            return without_gil([&] { return keep->recv_into(p, cap, ns, gil_released_interrupt()); });
+            return mailslot_recv(self, ns, [&](sharedstate::Mailslot& m, std::chrono::nanoseconds left,
+                                               const sharedstate::Interrupt& intr) { return m.recv_into(p, cap, left, intr); });
         }, py::arg("buf"), py::arg("timeout") = py::none())
         .def("info", [](PyMailslot& self) {
-            auto i = self.get().info();
+            auto i = mailslot_recv(self, std::chrono::nanoseconds(-1), [](sharedstate::Mailslot& m, std::chrono::nanoseconds,
+                                                                          const sharedstate::Interrupt&) { return m.info(); });
             return py::make_tuple(i.next_size < 0 ? py::object(py::none()) : py::object(py::int_(i.next_size)),
                                   i.count < 0 ? py::object(py::none()) : py::object(py::int_(i.count)));
         })
-        .def_property_readonly("name", [](PyMailslot& self) { return self.get().name(); })
-        .def_property_readonly("max_message", [](PyMailslot& self) { return self.get().max_message(); })
-        .def_property_readonly("closed", [](PyMailslot& self) { return !self.m; })
+        .def_property_readonly("name", [](PyMailslot& self) { return self.get()->name(); })
+        .def_property_readonly("max_message", [](PyMailslot& self) { return self.get()->max_message(); })
+        .def_property_readonly("closed", [](PyMailslot& self) { return !self.m.attached(); })
         .def("close", [](PyMailslot& self) {
-            auto last = std::move(self.m);
+            auto last = self.m.detach();  // a recv in flight keeps its own reference and gives up within a slice
             without_gil([&] { last.reset(); return 0; });
         });
 
     py::class_<PyMailslotWriter>(m, "MailslotWriterCore")
         .def(py::init([](const std::string& name) {
-                 PyMailslotWriter p;
-                 p.w = without_gil([&] { return std::make_shared<sharedstate::MailslotWriter>(name); });
+                 std::unique_ptr<PyMailslotWriter> p(new PyMailslotWriter);
+                 p->w.attach(without_gil([&] { return std::make_shared<sharedstate::MailslotWriter>(name); }),
+                             "MailslotWriter '" + name + "'");
                  return p;
              }),
              py::arg("name"))
         .def("send", [](PyMailslotWriter& self, py::buffer data, py::object timeout) {
-            auto keep = self.w;
-            self.get();
             auto ns = timeout_from(timeout);
             py::buffer_info bi = data.request();
+            auto keep = self.get();  // after the conversions (they may run Python code)
             const void* p = bi.ptr;
             size_t n = size_t(bi.size * bi.itemsize);
             auto& w = *keep;
@@ -447,12 +598,13 @@ void bind_queue(py::module_& m) {
 #endif
             // Windows: WriteFile to a mailslot may block (Wine blocks after a few hundred
             // unread messages), so the GIL is always released around it.
-            without_gil([&] { w.send(p, n, ns, gil_released_interrupt()); return 0; });
+            Watch wt = watch_of(self.w);
+            without_gil([&] { w.send(p, n, ns, closable_interrupt(wt)); return 0; });
         }, py::arg("data"), py::arg("timeout") = 0.0)
-        .def_property_readonly("name", [](PyMailslotWriter& self) { return self.get().name(); })
-        .def_property_readonly("closed", [](PyMailslotWriter& self) { return !self.w; })
+        .def_property_readonly("name", [](PyMailslotWriter& self) { return self.get()->name(); })
+        .def_property_readonly("closed", [](PyMailslotWriter& self) { return !self.w.attached(); })
         .def("close", [](PyMailslotWriter& self) {
-            auto last = std::move(self.w);
+            auto last = self.w.detach();
             without_gil([&] { last.reset(); return 0; });
         });
 }

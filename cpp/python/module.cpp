@@ -84,7 +84,9 @@ std::chrono::nanoseconds timeout_from(const py::object& seconds, const char* wha
 
 }  // namespace sharedstate_py
 
-PYBIND11_MODULE(_core, m) {
+// Free-threaded CPython: every binding is safe with threads sharing an object and no GIL
+// (common.hpp: the pattern; tests/test_threads.py), so the module says so (Py_mod_gil_not_used).
+PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
     using namespace sharedstate_py;
     m.doc() = "sharedstate's compiled core (private: use the sharedstate package)";
 #ifdef SHAREDSTATE_VERSION

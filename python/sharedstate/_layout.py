@@ -69,7 +69,7 @@ class Layout:
     _dtype: Optional[np.dtype]
     _snapshot: Optional[type]
 
-    def __init__(self, fields: Iterable[Tuple[str, Any]], *, align: bool = True) -> None:
+    def __init__(self, fields: Iterable[Tuple[Any, ...]], *, align: bool = True) -> None:
         dt = np.dtype(list(fields), align=align)
         other = Layout.from_dtype(dt)
         self.fields, self.size, self.align = other.fields, other.size, other.align
@@ -157,6 +157,31 @@ class Layout:
             snap: type = collections.namedtuple("Snapshot", names, rename=not ok)  # type: ignore[misc, arg-type]
             self._snapshot = snap
         return self._snapshot
+
+    def _array_types(self) -> Optional[Tuple[Any, Tuple[Optional[Tuple[np.dtype, Tuple[int, ...]]], ...]]]:
+        """For the compiled reader: (numpy.ndarray, per field (dtype, shape) or None), or None
+        if no field is an array. An array field reads as a read-only numpy array of its
+        dtype's element type and shape (the shape this layout's dtype gives it; a layout read
+        from a segment header knows only the element count: a 1-d array)."""
+        dt = self.dtype
+        infos: List[Optional[Tuple[np.dtype, Tuple[int, ...]]]] = []
+        for f in self.fields:
+            if f.count <= 1 or f.kind in ("S", "V"):
+                infos.append(None)
+                continue
+            fields = dt.fields
+            sub = fields[f.name][0] if fields is not None and f.name in fields else None
+            if sub is not None and sub.subdtype is not None:
+                base, shape = sub.subdtype
+            else:
+                base, shape = np.dtype(_dtype_format(f)[0]), (f.count,)
+            shape = tuple(int(x) for x in shape)
+            if base.itemsize != f.itemsize or int(np.prod(shape)) != f.count:  # pragma: no cover - defensive
+                base, shape = np.dtype(_dtype_format(f)[0]), (f.count,)
+            infos.append((base, shape))
+        if all(i is None for i in infos):
+            return None
+        return (np.ndarray, tuple(infos))
 
     def _spec(self) -> List[Tuple[Any, ...]]:
         return [tuple(f) for f in self.fields]

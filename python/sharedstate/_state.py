@@ -55,6 +55,7 @@ class SharedState(_core.StateCore):
         self._layout = layout
         self._name = name
         _core._state_set_snapshot_type(self, layout.snapshot_type)
+        _core._state_set_arrays(self, layout._array_types())
         self.__class__ = type(self)._for_layout(layout)
         return self
 
@@ -69,7 +70,9 @@ class SharedState(_core.StateCore):
         layout = Layout.coerce(layout)
         self = cls.__new__(cls)
         _core._state_create(self, name, layout._spec(), layout.size, layout.align, exist_ok, persistent)
-        return self._adopt(name, layout if not exist_ok else None)
+        # exist_ok: an existing segment's layout was checked equal to this one (shapes come
+        # from here; the header knows element counts only).
+        return self._adopt(name, layout)
 
     @classmethod
     def _create_mirror(cls, name: str, layout: Any, source_key: str) -> "SharedState":
@@ -106,7 +109,7 @@ class SharedState(_core.StateCore):
             _core._state_open(self, name, None, 0, 0)
         else:
             _core._state_open(self, name, want._spec(), want.size, want.align)
-        return self._adopt(name)
+        return self._adopt(name, want)  # equal to the header's (checked), with its array shapes
 
     @classmethod
     def attach_raw(cls, name: str, layout: Any, *, create: bool = False) -> "SharedState":

@@ -104,4 +104,71 @@ TEST_CASE("queue_semaphore_pipe") {
     same_error([&] { server.accept(milliseconds(5)); }, err, "accept timeout");
 }
 
+TEST_CASE("frames") {
+    ss::ErrorInfo err;
+    std::string name = check::unique("ef");
+    ss::FramesOptions two;
+    two.readers = 2;
+    const ss::FrameSpec spec = ss::frame_spec<uint8_t>({16});
+    auto fr = ss::Frames::create(name, spec, two);
+    auto a = ss::Frames::create(name, spec, two, err);
+    CHECK(err.exists());
+    same_error([&] { ss::Frames::create(name, spec, two); }, err, "frames exists");
+    const ss::FrameSpec other = ss::frame_spec<uint8_t>({32});
+    auto b = ss::Frames::open(name, &other, err);
+    CHECK(err.is(ss::errc::layout_mismatch));
+    same_error([&] { ss::Frames::open(name, &other); }, err, "frames mismatch");
+    auto c = ss::Frames::open(name + "-none", err);
+    CHECK(err.not_found());
+    same_error([&] { ss::Frames::open(name + "-none"); }, err, "frames not found");
+    ss::FramesOptions zero;
+    zero.readers = 0;
+    const std::string zname = check::unique("ef");
+    auto d = ss::Frames::create(zname, spec, zero, err);
+    CHECK(err.is(ss::errc::invalid_argument));
+    same_error([&] { ss::Frames::create(zname, spec, zero); }, err, "frames readers 0");
+    const std::string sname = check::unique("ef");
+    auto st = ss::SharedState<Pad>::create(sname);
+    auto e = ss::Frames::open(sname, err);
+    CHECK(err.is(ss::errc::wrong_kind));
+    same_error([&] { ss::Frames::open(sname); }, err, "frames wrong kind");
+
+    CHECK(fr.wait(fr.version(), milliseconds(5), err) == 0);
+    same_error([&] { fr.wait(fr.version(), milliseconds(5)); }, err, "frames wait timeout");
+    unsigned char buf[16] = {};
+    CHECK(fr.publish(buf, 3, err) == 0);
+    same_error([&] { fr.publish(buf, 3); }, err, "frames publish size");
+    {
+        auto v1 = fr.latest();
+        auto v2 = fr.latest();
+        auto v3 = fr.latest(err);
+        CHECK(err.is(ss::errc::invalid_argument));
+        same_error([&] { fr.latest(); }, err, "frames pins exhausted");
+    }
+    {
+        auto held = fr.loan();
+        auto l = fr.loan(milliseconds(20), err);
+        CHECK(err.is(ss::errc::timeout));
+        same_error([&] { fr.loan(milliseconds(20)); }, err, "frames lock timeout");
+        CHECK(fr.publish(buf, sizeof buf, milliseconds(0), err) == 0);
+        same_error([&] { fr.publish(buf, sizeof buf, milliseconds(0)); }, err, "frames publish busy");
+        auto busy = fr.loan(milliseconds(0), err);
+        CHECK(err.is(ss::errc::would_block));
+        CHECK(!fr.loan(milliseconds(0)));  // the throwing form: an empty Loan, as before
+        CHECK(held.commit(err) == 1);
+        CHECK(held.commit(err) == 0);
+        same_error([&] { held.commit(); }, err, "frames loan committed twice");
+    }
+    auto pending = fr.loan();
+    fr.close();
+    CHECK(pending.commit(err) == 0);
+    CHECK(err.is(ss::errc::closed));
+    CHECK(!fr.latest(err));
+    same_error([&] { fr.latest(); }, err, "frames closed latest");
+    CHECK(!fr.loan(err));
+    same_error([&] { fr.loan(); }, err, "frames closed loan");
+    CHECK(fr.wait(0, milliseconds(1), err) == 0);
+    same_error([&] { fr.wait(0, milliseconds(1)); }, err, "frames closed wait");
+}
+
 CHECK_MAIN()

@@ -362,6 +362,144 @@ static void test_pipe() {
     CHECK(err.is(ss::errc::closed));
 }
 
+static void test_frames() {
+    ss::ErrorInfo err;
+    const std::string name = unique("frames");
+    ss::FramesOptions two;
+    two.readers = 2;
+    auto fr = ss::Frames::create(name, ss::frame_spec<uint16_t>({4, 8}), two, err);
+    CHECK_OK(err);
+    CHECK(!fr.closed());
+    CHECK(fr.frame_bytes() == 64);
+    CHECK(fr.version(err) == 0);
+    CHECK_OK(err);
+
+    // loan + commit, publish, latest
+    auto l = fr.loan(err);
+    CHECK_OK(err);
+    CHECK(bool(l));
+    std::memset(l.data(), 7, l.size());
+    CHECK(l.commit(err) == 1);
+    CHECK_OK(err);
+    CHECK(l.commit(err) == 0);  // committed already
+    CHECK(err.is(ss::errc::closed));
+    unsigned char buf[64];
+    std::memset(buf, 9, sizeof buf);
+    CHECK(fr.publish(buf, sizeof buf, err) == 2);
+    CHECK_OK(err);
+    CHECK(fr.publish(buf, 3, err) == 0);
+    CHECK_ERR(err, ss::errc::invalid_argument, name);
+    {
+        auto v = fr.latest(err);
+        CHECK_OK(err);
+        CHECK(bool(v) && v.version() == 2 && v.size() == 64 && v.data()[63] == 9);
+    }
+
+    // wait: success (a publish from another thread) and timeout
+    std::thread w([&] {
+        std::this_thread::sleep_for(20ms);
+        ss::ErrorInfo e2;
+        fr.publish(buf, sizeof buf, e2);
+    });
+    uint64_t nv = fr.wait(2, 5s, err);
+    w.join();
+    CHECK_OK(err);
+    CHECK(nv == 3);
+    CHECK(fr.wait(nv, 30ms, err) == 0);
+    CHECK_ERR(err, ss::errc::timeout, name);
+
+    // too many frames held at once: readers=2 pins
+    {
+        auto a = fr.latest(err);
+        auto b = fr.latest(err);
+        CHECK_OK(err);
+        auto c = fr.latest(err);
+        CHECK_ERR(err, ss::errc::invalid_argument, name);
+        CHECK(!c);
+    }
+    auto again_view = fr.latest(err);  // released: pins free again
+    CHECK_OK(err);
+    again_view.release();
+
+    // the writer lock: busy (lock_timeout 0) and timeout, while a loan holds it
+    {
+        auto held = fr.loan(err);
+        CHECK_OK(err);
+        // The lock word names the process: a second loan, from any thread, finds it held.
+        ss::ErrorInfo e_busy, e_timeout, e_pub;
+        auto b = fr.loan(0ns, e_busy);
+        CHECK(!b);
+        CHECK_ERR(e_busy, ss::errc::would_block, name);
+        auto c = fr.loan(30ms, e_timeout);
+        CHECK(!c);
+        CHECK_ERR(e_timeout, ss::errc::timeout, name);
+        CHECK(fr.publish(buf, sizeof buf, 0ns, e_pub) == 0);
+        CHECK_ERR(e_pub, ss::errc::timeout, name);  // as the throwing publish: busy is a timeout
+        held.cancel();
+    }
+    CHECK(fr.publish(buf, sizeof buf, err) == 4);
+    CHECK_OK(err);
+
+    // exists, exist_ok, spec mismatch, not found, invalid spec
+    auto dup = ss::Frames::create(name, ss::frame_spec<uint16_t>({4, 8}), two, err);
+    CHECK(err.exists());
+    CHECK(err.message.find(name) != std::string::npos);
+    CHECK(dup.closed());
+    ss::FramesOptions ok = two;
+    ok.exist_ok = true;
+    auto same = ss::Frames::create(name, ss::frame_spec<uint16_t>({4, 8}), ok, err);
+    CHECK_OK(err);
+    CHECK(same.version(err) == 4);
+    const ss::FrameSpec other = ss::frame_spec<uint16_t>({8, 8});
+    auto mism = ss::Frames::open(name, &other, err);
+    CHECK_ERR(err, ss::errc::layout_mismatch, name);
+    CHECK(mism.closed());
+    auto missing = ss::Frames::open(name + "-missing", err);
+    CHECK(err.not_found());
+    CHECK(missing.closed());
+    ss::FramesOptions none;
+    none.readers = 0;
+    auto zero = ss::Frames::create(unique("frames0"), ss::frame_spec<uint8_t>({4}), none, err);
+    CHECK(err.is(ss::errc::invalid_argument));
+    CHECK(zero.closed());
+    auto nodim = ss::Frames::create(unique("frames0"), ss::frame_spec<uint8_t>({0}), two, err);
+    CHECK(err.is(ss::errc::invalid_argument));
+    auto badname = ss::Frames::create("a/b", ss::frame_spec<uint8_t>({4}), two, err);
+    CHECK_ERR(err, ss::errc::bad_name, "a/b");
+
+    // corrupt header (checksummed geometry: readers at 68) and the wrong kind both ways
+    scribble(name, 68, 0x01);
+    auto bad = ss::Frames::open(name, err);
+    CHECK_ERR(err, ss::errc::corrupt_segment, name);
+    CHECK(bad.closed());
+    scribble(name, 68, 0x01);  // repaired
+    auto good = ss::Frames::open(name, err);
+    CHECK_OK(err);
+    const std::string sname = unique("frames-kind");
+    auto st = ss::SharedState<Pad>::create(sname, err);
+    CHECK_OK(err);
+    auto as_frames = ss::Frames::open(sname, err);
+    CHECK_ERR(err, ss::errc::wrong_kind, sname);
+    CHECK(as_frames.closed());
+    auto as_state = ss::SharedState<Pad>::open(name, err);
+    CHECK(err.is(ss::errc::wrong_kind) || err.is(ss::errc::corrupt_segment));
+
+    // calls on a closed Frames; a loan whose Frames closed under it
+    auto pending = same.loan(err);
+    CHECK_OK(err);
+    same.close();
+    CHECK(pending.commit(err) == 0);
+    CHECK_ERR(err, ss::errc::closed, name);
+    CHECK(!same.loan(err));
+    CHECK_ERR(err, ss::errc::closed, name);
+    CHECK(!same.latest(err) && err.is(ss::errc::closed));
+    CHECK(same.wait(0, 1ms, err) == 0 && err.is(ss::errc::closed));
+    CHECK(same.publish(buf, sizeof buf, err) == 0 && err.is(ss::errc::closed));
+    CHECK(same.version(err) == 0 && err.is(ss::errc::closed));
+    CHECK(fr.loan(0ns, err));  // the failed commit let the lock go
+    CHECK_OK(err);
+}
+
 static void test_handler_setting() {
     // The handler of a failing throwing call: settable, restorable (it is not called here:
     // it must not return, so a failing throwing call would end this process).
@@ -399,6 +537,7 @@ int main(int argc, char** argv) {
         {"queue", test_queue},
         {"semaphore", test_semaphore},
         {"pipe", test_pipe},
+        {"frames", test_frames},
         {"handler_setting", test_handler_setting},
     };
     for (const Case& c : cases) {

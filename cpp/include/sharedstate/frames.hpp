@@ -119,30 +119,40 @@ public:
 
     // ------------------------------------------------------------ lifetime
     static Frames create(const std::string& name, const FrameSpec& spec, FramesOptions opt = {}) {
-        spec.element.validate(name);
+        ErrorInfo err;
+        Frames f = create(name, spec, opt, err);
+        if (err) fail(err);
+        return f;
+    }
+    // The error-code form (error.hpp): on failure a closed Frames and err set.
+    static Frames create(const std::string& name, const FrameSpec& spec, FramesOptions opt, ErrorInfo& err) noexcept {
+        err.clear();
+        if (!spec.element.validate(name, err)) return Frames();
         if (spec.shape.size() > fformat::kMaxDims)
-            fail(errc::invalid_argument, "frames '" + name + "': more than 8 dimensions");
+            return failed(err, errc::invalid_argument, "frames '" + name + "': more than 8 dimensions");
         if (opt.readers == 0 || opt.readers > fformat::kMaxReaders)
-            fail(errc::invalid_argument, "frames '" + name + "': readers must be 1..1024, got " + std::to_string(opt.readers));
+            return failed(err, errc::invalid_argument,
+                          "frames '" + name + "': readers must be 1..1024, got " + std::to_string(opt.readers));
         if (spec.scalar && (spec.element.fields.size() != 1 || spec.element.fields[0].offset != 0 ||
                             spec.element.fields[0].nbytes() != spec.element.size))
-            fail(errc::invalid_argument, "frames '" + name + "': a scalar element is one field covering it");
+            return failed(err, errc::invalid_argument, "frames '" + name + "': a scalar element is one field covering it");
         uint64_t fb = fformat::frame_bytes_of(spec.shape.data(), uint32_t(spec.shape.size()), spec.element.size);
-        if (fb == 0) fail(errc::invalid_argument, "frames '" + name + "': a frame must have 1 byte .. 1 GiB (no 0 dims)");
+        if (fb == 0)
+            return failed(err, errc::invalid_argument, "frames '" + name + "': a frame must have 1 byte .. 1 GiB (no 0 dims)");
         auto g = fformat::geometry(fb, uint32_t(spec.element.fields.size()), opt.readers);
         for (int attempt = 0;; ++attempt) {
-            detail::os::SegmentFile file;
-            try {
-                file = detail::os::SegmentFile::create(name, g.segment_size);
-            } catch (const Error& e) {
-                if (!detail::os::is_exists_error(e.code()) || attempt > 3) throw;
-                if (opt.exist_ok) return open(name, &spec);
-                if (!detail::remove_stale_segment(name)) throw;
+            detail::os::SegmentFile file = detail::os::SegmentFile::create(name, g.segment_size, true, err);
+            if (err) {
+                if (!detail::os::is_exists_error(err.code) || attempt > 3) return Frames();
+                if (opt.exist_ok) return open(name, &spec, err);
+                if (!detail::remove_stale_segment(name)) return Frames();
+                err.clear();
                 continue;
             }
             Frames f;
             f.name_ = name;
-            f.map_ = file.map(g.segment_size, true);
+            f.map_ = file.map(g.segment_size, true, err);
+            if (err) return Frames();
             f.file_ = std::move(file);
             unsigned char* base = f.map_->data();
             auto* h = reinterpret_cast<fformat::Header*>(base);
@@ -174,7 +184,9 @@ public:
             p.checksum = fformat::checksum(base, p.field_count);
             // Publish: an opener that sees the magic (acquire) sees everything above.
             p.magic.store(format::kFramesMagic, std::memory_order_release);
-            f.attach(fformat::validate_frames(base, g.segment_size, name));
+            fformat::Info info;
+            if (!fformat::validate_frames(base, g.segment_size, name, info, err) || !f.attach(std::move(info), err))
+                return Frames();
             return f;
         }
     }
@@ -182,30 +194,45 @@ public:
     // Opens an existing Frames segment; shape and element come from the header. With
     // `expected`, a different spec is errc::layout_mismatch.
     static Frames open(const std::string& name, const FrameSpec* expected = nullptr) {
+        ErrorInfo err;
+        Frames f = open(name, expected, err);
+        if (err) fail(err);
+        return f;
+    }
+    // The error-code forms (error.hpp): on failure a closed Frames and err set.
+    static Frames open(const std::string& name, ErrorInfo& err) noexcept { return open(name, nullptr, err); }
+    static Frames open(const std::string& name, const FrameSpec* expected, ErrorInfo& err) noexcept {
+        err.clear();
         bool others = true;
-        auto file = detail::os::SegmentFile::open(name, true, true, others);
-        uint64_t size = file.size();
+        auto file = detail::os::SegmentFile::open(name, true, true, others, err);
+        if (err) return Frames();
+        uint64_t size = file.size(err);
         auto waited = detail::Deadline::after(others ? 1000000000 : 0);
-        while (size < fformat::kFieldsOffset && detail::nap(waited)) size = file.size();
+        while (!err && size < fformat::kFieldsOffset && detail::nap(waited)) size = file.size(err);
+        if (err) return Frames();
         if (size < fformat::kFieldsOffset)
-            fail(errc::corrupt_segment, "frames '" + name + "': truncated (" + std::to_string(size) +
-                                            " bytes, a frames header needs 320); not sharedstate Frames?");
+            return failed(err, errc::corrupt_segment, "frames '" + name + "': truncated (" + std::to_string(size) +
+                                                          " bytes, a frames header needs 320); not sharedstate Frames?");
         Frames f;
         f.name_ = name;
-        f.map_ = file.map(size, true);
+        f.map_ = file.map(size, true, err);
+        if (err) return Frames();
         f.file_ = std::move(file);
         auto* h = reinterpret_cast<const fformat::Header*>(f.map_->data());
         while (h->pre.magic.load(std::memory_order_acquire) == 0 && detail::nap(waited)) {}
-        fformat::Info info = fformat::validate_frames(f.map_->data(), size, name);
+        fformat::Info info;
+        if (!fformat::validate_frames(f.map_->data(), size, name, info, err)) return Frames();
         if (!others && !(info.flags & fformat::kFlagPersistent)) {
             f.map_.reset();
             f.file_.close(true);
-            fail(errc::not_found, "frames '" + name + "' was left behind by processes that have all exited; removed");
+            return failed(err, errc::not_found,
+                          "frames '" + name + "' was left behind by processes that have all exited; removed");
         }
         if (expected && (expected->shape != info.spec.shape || expected->element != info.spec.element ||
                          expected->scalar != info.spec.scalar))
-            fail(errc::layout_mismatch, "frames '" + name + "': its shape or element differs from the one asked for");
-        f.attach(std::move(info));
+            return failed(err, errc::layout_mismatch,
+                          "frames '" + name + "': its shape or element differs from the one asked for");
+        if (!f.attach(std::move(info), err)) return Frames();
         return f;
     }
 
@@ -219,7 +246,7 @@ public:
         closed_ = true;
         map_.reset();
         h_ = nullptr;
-        try { file_.close(managed_ && !(info_.flags & fformat::kFlagPersistent)); } catch (...) {}
+        file_.close(managed_ && !(info_.flags & fformat::kFlagPersistent));  // never throws
     }
     bool closed() const noexcept { return closed_; }
 
@@ -244,12 +271,25 @@ public:
         explicit operator bool() const noexcept { return f_ != nullptr; }
         // Publishes the frame: it becomes latest() and version() moves to version().
         uint64_t commit() {
-            if (!f_) fail(errc::closed, "frame loan already committed or cancelled");
+            ErrorInfo err;
+            uint64_t v = commit(err);
+            if (err) fail(err);
+            return v;
+        }
+        // The error-code form: the version, or 0 with err set (errc::closed).
+        uint64_t commit(ErrorInfo& err) noexcept {
+            err.clear();
+            if (!f_) {
+                err.set(errc::closed, "frame loan already committed or cancelled");
+                return 0;
+            }
             Frames* f = f_;
             f_ = nullptr;
             if (f->closed_ || f->map_ != map_) {
                 detail::unlock_writer(h_->lock_owner);
-                fail(errc::closed, "frames '" + f->name_ + "' was closed during the loan; frame dropped");
+                map_.reset();
+                err.set(errc::closed, "frames '" + f->name_ + "' was closed during the loan; frame dropped");
+                return 0;
             }
             f->publish(slot_, version_);
             map_.reset();
@@ -281,39 +321,34 @@ public:
     // Takes the writer lock (waiting at most lock_timeout for a live holder; 0: try once and
     // return an empty Loan if it is busy) and loans a free slot.
     Loan loan(std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout, const Interrupt& intr = {}) {
-        check_open();
-        auto r = detail::lock_writer(h_->lock_owner, name_, lock_timeout.count(), intr);
-        Loan l;
-        if (r == detail::LockResult::busy) return l;
-        if (r == detail::LockResult::recovered) h_->recoveries.fetch_add(1, std::memory_order_relaxed);
-        struct Unlock {
-            std::atomic<uint64_t>* w;
-            ~Unlock() { if (w) detail::unlock_writer(*w); }
-        } unlock{&h_->lock_owner};
-        const uint64_t cur = h_->latest.fetch_add(0, std::memory_order_seq_cst);  // W2
-        uint32_t s = pick_free(uint32_t(cur & fformat::kSlotMask));
-        l.f_ = this;
-        l.h_ = h_;
-        l.slot_ = s;
-        l.data_ = slot_data(s);
-        l.size_ = size_t(info_.frame_bytes);
-        l.version_ = (cur >> fformat::kSlotBits) + 1;
-        l.map_ = map_;
-        unlock.w = nullptr;  // the Loan owns the lock now
+        ErrorInfo err;
+        Loan l = loan_impl(lock_timeout, intr, err);
+        if (err && !err.is(errc::would_block)) fail(err);
         return l;
+    }
+    // The error-code forms: an empty Loan with err set: errc::would_block (lock_timeout 0 and
+    // another writer holds the lock), errc::timeout (it held it for all of lock_timeout),
+    // closed, corrupt_segment.
+    Loan loan(ErrorInfo& err) noexcept { return loan(kDefaultLockTimeout, err); }
+    Loan loan(std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept {
+        return loan_impl(lock_timeout, Interrupt{}, err);
     }
 
     // One copy of `len` (== frame_bytes()) bytes into a free slot, then commit. The version.
     uint64_t publish(const void* src, size_t len, std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout,
                      const Interrupt& intr = {}) {
-        check_open();
-        if (len != info_.frame_bytes)
-            fail(errc::invalid_argument, "publish to frames '" + name_ + "': " + std::to_string(len) +
-                                             " bytes, a frame is " + std::to_string(info_.frame_bytes));
-        Loan l = loan(lock_timeout, intr);
-        if (!l) fail(errc::timeout, "publish to frames '" + name_ + "': the writer lock is busy");
-        std::memcpy(l.data(), src, len);
-        return l.commit();
+        ErrorInfo err;
+        uint64_t v = publish_impl(src, len, lock_timeout, intr, err);
+        if (err) fail(err);
+        return v;
+    }
+    // The error-code forms: the version, or 0 with err set (as the throwing form: a busy
+    // lock with lock_timeout 0 is errc::timeout here too).
+    uint64_t publish(const void* src, size_t len, ErrorInfo& err) noexcept {
+        return publish(src, len, kDefaultLockTimeout, err);
+    }
+    uint64_t publish(const void* src, size_t len, std::chrono::nanoseconds lock_timeout, ErrorInfo& err) noexcept {
+        return publish_impl(src, len, lock_timeout, Interrupt{}, err);
     }
 
     // ------------------------------------------------------------ reading
@@ -360,19 +395,35 @@ public:
     };
 
     View latest() {
-        check_open();
-        fformat::PinEntry* e = claim_entry();
+        ErrorInfo err;
+        View v = latest(err);
+        if (err) fail(err);
+        return v;
+    }
+    // The error-code form: an empty View with err set (errc::invalid_argument when all pins
+    // are held, closed, corrupt_segment, timeout).
+    View latest(ErrorInfo& err) noexcept {
+        err.clear();
+        if (!check_open(err)) return View();
+        fformat::PinEntry* e = claim_entry(err);
+        if (!e) return View();
         View v;
         v.entry_ = e;  // from here v.release() frees the entry on every exit
         v.map_ = map_;
         uint64_t L = h_->latest.load(std::memory_order_seq_cst);  // R1
         for (uint32_t tries = 0;; ++tries) {
             uint32_t s = uint32_t(L & fformat::kSlotMask);
-            if (s >= info_.slot_count) corrupt("latest names slot " + std::to_string(s));
+            if (s >= info_.slot_count) {
+                corrupt(err, "latest names slot " + std::to_string(s));
+                return View();
+            }
             e->slot.store(s, std::memory_order_seq_cst);              // R2
             uint64_t L2 = h_->latest.load(std::memory_order_seq_cst);  // R3
             if (L2 == L) break;
-            if (tries > (1u << 20)) fail(errc::timeout, "latest() of '" + name_ + "': no stable frame after 1M tries");
+            if (tries > (1u << 20)) {
+                err.set(errc::timeout, "latest() of '" + name_ + "': no stable frame after 1M tries");
+                return View();
+            }
             L = L2;
         }
         uint32_t s = uint32_t(L & fformat::kSlotMask);
@@ -388,19 +439,23 @@ public:
         check_open();
         return h_->latest.load(std::memory_order_acquire) >> fformat::kSlotBits;
     }
+    uint64_t version(ErrorInfo& err) const noexcept {
+        err.clear();
+        if (!check_open(err)) return 0;
+        return h_->latest.load(std::memory_order_acquire) >> fformat::kSlotBits;
+    }
 
     // Blocks until version() > since; returns the new version. errc::timeout; timeout < 0: forever.
     uint64_t wait(uint64_t since, std::chrono::nanoseconds timeout, std::chrono::nanoseconds spin = kDefaultSpin,
                   const Interrupt& intr = {}) {
-        check_open();
-        auto keep = map_;
-        auto* h = h_;
-        uint64_t v = 0;
-        auto done = [&] { return (v = h->latest.load(std::memory_order_acquire) >> fformat::kSlotBits) > since; };
-        if (!detail::wait_until(futex_word(), h->waiters, wake_, done, detail::Deadline::after(timeout.count()),
-                                uint64_t(spin.count()), intr))
-            fail(errc::timeout, "wait on frames '" + name_ + "': no frame after version " + std::to_string(since));
+        ErrorInfo err;
+        uint64_t v = wait_impl(since, timeout, spin, intr, err);
+        if (err) fail(err);
         return v;
+    }
+    // The error-code form: the new version, or 0 with err set (errc::timeout, closed).
+    uint64_t wait(uint64_t since, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
+        return wait_impl(since, timeout, kDefaultSpin, Interrupt{}, err);
     }
 
     // What a WaitSet needs (detail/wait_source.hpp): the version, exactly as a state's.
@@ -437,13 +492,91 @@ public:
 private:
     static constexpr uint64_t kReclaimEveryNs = 100000000;  // the writer's dead-pin check: 100 ms
 
-    void attach(fformat::Info info) {
+    bool attach(fformat::Info info, ErrorInfo& err) {
         info_ = std::move(info);
         h_ = reinterpret_cast<fformat::Header*>(map_->data());
         pinned_.assign(info_.slot_count, 0);
-        wake_ = detail::os::WakeChannel(name_, 0);
+        if (!wake_.open(name_, 0, err)) return false;
         managed_ = true;
         closed_ = false;
+        return true;
+    }
+    // What a failed error-code create/open returns: closed, holding nothing; err set.
+    static Frames failed(ErrorInfo& err, errc e, std::string what) {
+        err.set(e, std::move(what));
+        return Frames();
+    }
+    bool check_open(ErrorInfo& err) const {
+        if (closed_ || !map_) return err.set(errc::closed, "frames '" + name_ + "' is closed");
+        return true;
+    }
+    bool corrupt(ErrorInfo& err, const std::string& why) const {
+        return err.set(errc::corrupt_segment, "frames '" + name_ + "': " + why);
+    }
+
+    // The one path of loan(): lock errors go to err (Interrupt may throw: throwing form only).
+    Loan loan_impl(std::chrono::nanoseconds lock_timeout, const Interrupt& intr, ErrorInfo& err) {
+        err.clear();
+        Loan l;
+        if (!check_open(err)) return l;
+        auto r = detail::lock_writer(h_->lock_owner, name_, lock_timeout.count(), intr, &err);
+        if (r == detail::LockResult::timed_out) return l;
+        if (r == detail::LockResult::busy) {
+            err.set(errc::would_block, "write lock of frames '" + name_ + "' is held by pid " +
+                                           std::to_string(detail::os::owner_pid(h_->lock_owner.load(std::memory_order_relaxed))) +
+                                           ": busy");
+            return l;
+        }
+        if (r == detail::LockResult::recovered) h_->recoveries.fetch_add(1, std::memory_order_relaxed);
+        struct Unlock {
+            std::atomic<uint64_t>* w;
+            ~Unlock() { if (w) detail::unlock_writer(*w); }
+        } unlock{&h_->lock_owner};
+        const uint64_t cur = h_->latest.fetch_add(0, std::memory_order_seq_cst);  // W2
+        uint32_t s = 0;
+        if (!pick_free(uint32_t(cur & fformat::kSlotMask), s, err)) return l;
+        l.f_ = this;
+        l.h_ = h_;
+        l.slot_ = s;
+        l.data_ = slot_data(s);
+        l.size_ = size_t(info_.frame_bytes);
+        l.version_ = (cur >> fformat::kSlotBits) + 1;
+        l.map_ = map_;
+        unlock.w = nullptr;  // the Loan owns the lock now
+        return l;
+    }
+    uint64_t publish_impl(const void* src, size_t len, std::chrono::nanoseconds lock_timeout, const Interrupt& intr,
+                          ErrorInfo& err) {
+        err.clear();
+        if (!check_open(err)) return 0;
+        if (len != info_.frame_bytes) {
+            err.set(errc::invalid_argument, "publish to frames '" + name_ + "': " + std::to_string(len) +
+                                                " bytes, a frame is " + std::to_string(info_.frame_bytes));
+            return 0;
+        }
+        Loan l = loan_impl(lock_timeout, intr, err);
+        if (err.is(errc::would_block)) {
+            err.set(errc::timeout, "publish to frames '" + name_ + "': the writer lock is busy");
+            return 0;
+        }
+        if (err) return 0;
+        std::memcpy(l.data(), src, len);
+        return l.commit(err);
+    }
+    uint64_t wait_impl(uint64_t since, std::chrono::nanoseconds timeout, std::chrono::nanoseconds spin,
+                       const Interrupt& intr, ErrorInfo& err) {
+        err.clear();
+        if (!check_open(err)) return 0;
+        auto keep = map_;
+        auto* h = h_;
+        uint64_t v = 0;
+        auto done = [&] { return (v = h->latest.load(std::memory_order_acquire) >> fformat::kSlotBits) > since; };
+        if (!detail::wait_until(futex_word(), h->waiters, wake_, done, detail::Deadline::after(timeout.count()),
+                                uint64_t(spin.count()), intr)) {
+            err.set(errc::timeout, "wait on frames '" + name_ + "': no frame after version " + std::to_string(since));
+            return 0;
+        }
+        return v;
     }
     void move_from(Frames& o) {
         name_ = std::move(o.name_); file_ = std::move(o.file_); map_ = std::move(o.map_);
@@ -454,9 +587,6 @@ private:
     }
     void check_open() const {
         if (closed_ || !map_) fail(errc::closed, "frames '" + name_ + "' is closed");
-    }
-    [[noreturn]] void corrupt(const std::string& why) const {
-        fail(errc::corrupt_segment, "frames '" + name_ + "': " + why);
     }
     fformat::PinEntry* pins() const {
         return reinterpret_cast<fformat::PinEntry*>(map_->data() + info_.pins_offset);
@@ -472,9 +602,9 @@ private:
 
     // Under the writer lock: a slot that is not `latest_slot` and that no entry pins (W3).
     // Round robin from the last one loaned, so every free slot gets its turn.
-    uint32_t pick_free(uint32_t latest_slot) {
+    bool pick_free(uint32_t latest_slot, uint32_t& out, ErrorInfo& err) {
         const uint32_t n = info_.slot_count;
-        if (latest_slot >= n) corrupt("latest names slot " + std::to_string(latest_slot));
+        if (latest_slot >= n) return corrupt(err, "latest names slot " + std::to_string(latest_slot));
         for (int pass = 0; pass < 2; ++pass) {
             std::fill(pinned_.begin(), pinned_.end(), uint8_t(0));
             const fformat::PinEntry* p = pins();
@@ -497,11 +627,12 @@ private:
                 next_reclaim_ns_ = now + kReclaimEveryNs;
                 if (reclaim_dead(nullptr)) continue;
             }
-            if (first == n) corrupt("no free slot: the pin table pins more slots than it has entries");
+            if (first == n) return corrupt(err, "no free slot: the pin table pins more slots than it has entries");
             next_slot_ = (first + 1) % n;
-            return first;
+            out = first;
+            return true;
         }
-        corrupt("no free slot");
+        return corrupt(err, "no free slot");
     }
 
     // Takes back entries whose owner is dead. With `mine`, the first one becomes this
@@ -526,7 +657,8 @@ private:
         return any;
     }
 
-    fformat::PinEntry* claim_entry() {
+    // A pin entry of this process, or nullptr with err set (all held).
+    fformat::PinEntry* claim_entry(ErrorInfo& err) {
         const uint64_t me = detail::os::self_owner();
         fformat::PinEntry* p = pins();
         const uint32_t n = info_.readers;
@@ -548,9 +680,10 @@ private:
             if (holders.find(" " + pid + ",") == std::string::npos) holders += " " + pid + ",";
         }
         if (!holders.empty()) holders.pop_back();
-        fail(errc::invalid_argument, "latest() of frames '" + name_ + "': all " + std::to_string(n) +
-                                         " pins are held (by pid" + holders + "): more frames held at once than readers=" +
-                                         std::to_string(n) + "; release one, or create it with more readers");
+        err.set(errc::invalid_argument, "latest() of frames '" + name_ + "': all " + std::to_string(n) +
+                                            " pins are held (by pid" + holders + "): more frames held at once than readers=" +
+                                            std::to_string(n) + "; release one, or create it with more readers");
+        return nullptr;
     }
 
     // Under the writer lock, the loan filled: stamp, make it the latest (W1), unlock, wake.

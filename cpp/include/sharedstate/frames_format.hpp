@@ -171,53 +171,55 @@ struct Info {
     uint64_t created_unix_ns = 0;
 };
 
-// Validates the header at `base` against the `mapped` bytes really there. Throws
-// errc::corrupt_segment / wrong_kind naming the segment; never reads out of bounds.
-inline Info validate_frames(const unsigned char* base, uint64_t mapped, const std::string& name) {
-    auto corrupt = [&](const std::string& why) { fail(errc::corrupt_segment, "frames '" + name + "': " + why); };
+// Validates the header at `base` against the `mapped` bytes really there. False with err
+// set (errc::corrupt_segment / wrong_kind naming the segment); never reads out of bounds.
+inline bool validate_frames(const unsigned char* base, uint64_t mapped, const std::string& name, Info& info,
+                            ErrorInfo& err) {
+    auto corrupt = [&](const std::string& why) { return err.set(errc::corrupt_segment, "frames '" + name + "': " + why); };
     if (mapped < kFieldsOffset)
-        corrupt("truncated (" + std::to_string(mapped) + " bytes, a frames header needs 320)");
+        return corrupt("truncated (" + std::to_string(mapped) + " bytes, a frames header needs 320)");
     const auto* h = reinterpret_cast<const Header*>(base);
     uint64_t magic = h->pre.magic.load(std::memory_order_acquire);
-    if (magic == format::kStateMagic) fail(errc::wrong_kind, "segment '" + name + "' is a sharedstate SharedState, not Frames");
-    if (magic == format::kQueueMagic) fail(errc::wrong_kind, "segment '" + name + "' is a sharedstate Queue, not Frames");
+    if (magic == format::kStateMagic) return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate SharedState, not Frames");
+    if (magic == format::kQueueMagic) return err.set(errc::wrong_kind, "segment '" + name + "' is a sharedstate Queue, not Frames");
     if (magic != format::kFramesMagic)
-        corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
+        return corrupt(magic == 0 ? "not initialized (its creator died or is still creating it)"
                            : "not a sharedstate segment (bad magic)");
     format::Preamble p;
     std::memcpy(static_cast<void*>(&p), base, sizeof p);
     Geometry g;
     std::memcpy(&g, base + 64, sizeof g);
-    if (p.version != kVersion) corrupt("format version " + std::to_string(p.version) + ", this library reads 1");
-    if (p.kind != format::kFrames) corrupt("kind " + std::to_string(p.kind) + " is not frames");
-    if (p.flags & ~kKnownFlags) corrupt("unknown flags");
-    if (p.fields_offset != kFieldsOffset) corrupt("field table offset is not 320");
-    if (p.field_count == 0 || p.field_count > kMaxFields) corrupt("field count out of range");
-    if (g.readers == 0 || g.readers > kMaxReaders) corrupt("readers " + std::to_string(g.readers) + " out of range 1..1024");
-    if (g.slot_count != g.readers + 2) corrupt("slot count is not readers + 2");
-    if (g.ndim > kMaxDims) corrupt("more than 8 dimensions");
+    if (p.version != kVersion) return corrupt("format version " + std::to_string(p.version) + ", this library reads 1");
+    if (p.kind != format::kFrames) return corrupt("kind " + std::to_string(p.kind) + " is not frames");
+    if (p.flags & ~kKnownFlags) return corrupt("unknown flags");
+    if (p.fields_offset != kFieldsOffset) return corrupt("field table offset is not 320");
+    if (p.field_count == 0 || p.field_count > kMaxFields) return corrupt("field count out of range");
+    if (g.readers == 0 || g.readers > kMaxReaders) return corrupt("readers " + std::to_string(g.readers) + " out of range 1..1024");
+    if (g.slot_count != g.readers + 2) return corrupt("slot count is not readers + 2");
+    if (g.ndim > kMaxDims) return corrupt("more than 8 dimensions");
     for (uint32_t i = g.ndim; i < kMaxDims; ++i)
-        if (g.shape[i] != 0) corrupt("unused dimension not 0");
-    if (g.reserved0 != 0 || g.reserved1 != 0) corrupt("reserved geometry bytes not 0");
+        if (g.shape[i] != 0) return corrupt("unused dimension not 0");
+    if (g.reserved0 != 0 || g.reserved1 != 0) return corrupt("reserved geometry bytes not 0");
     uint64_t fb = frame_bytes_of(g.shape, g.ndim, g.item_size);
-    if (fb == 0 || fb != p.payload_size) corrupt("frame size inconsistent with shape and element size");
+    if (fb == 0 || fb != p.payload_size) return corrupt("frame size inconsistent with shape and element size");
     Geom want = geometry(fb, p.field_count, g.readers);
-    if (g.pins_offset != want.pins_offset) corrupt("pin table offset inconsistent");
-    if (p.header_size != want.header_size) corrupt("header size inconsistent");
-    if (p.slot_stride != want.slot_stride) corrupt("slot stride inconsistent");
-    if (p.segment_size != want.segment_size) corrupt("segment size field inconsistent");
+    if (g.pins_offset != want.pins_offset) return corrupt("pin table offset inconsistent");
+    if (p.header_size != want.header_size) return corrupt("header size inconsistent");
+    if (p.slot_stride != want.slot_stride) return corrupt("slot stride inconsistent");
+    if (p.segment_size != want.segment_size) return corrupt("segment size field inconsistent");
     if (want.segment_size > mapped)
-        corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(want.segment_size) + ")");
-    if (checksum(base, p.field_count) != p.checksum) corrupt("header checksum mismatch");
-    Info info;
+        return corrupt("truncated (" + std::to_string(mapped) + " bytes, needs " + std::to_string(want.segment_size) + ")");
+    if (checksum(base, p.field_count) != p.checksum) return corrupt("header checksum mismatch");
+    info = Info();
     // read_field_table reads at format::kFieldsOffset (256): parse from a shifted base.
-    info.spec.element = format::read_field_table(base + (kFieldsOffset - format::kFieldsOffset), p.field_count,
-                                                 g.item_size, p.payload_align, name);
+    if (!format::read_field_table(base + (kFieldsOffset - format::kFieldsOffset), p.field_count, g.item_size,
+                                  p.payload_align, name, info.spec.element, err))
+        return false;
     info.spec.scalar = (p.flags & kFlagScalar) != 0;
     if (info.spec.scalar) {
         const Field& f = info.spec.element.fields[0];
         if (p.field_count != 1 || f.offset != 0 || f.nbytes() != g.item_size)
-            corrupt("a scalar element must be one field covering the element");
+            return corrupt("a scalar element must be one field covering the element");
     }
     info.spec.shape.assign(g.shape, g.shape + g.ndim);
     info.slot_count = g.slot_count;
@@ -230,6 +232,13 @@ inline Info validate_frames(const unsigned char* base, uint64_t mapped, const st
     info.flags = p.flags;
     info.creator_pid = p.creator_pid;
     info.created_unix_ns = p.created_unix_ns;
+    return true;
+}
+// The throwing form.
+inline Info validate_frames(const unsigned char* base, uint64_t mapped, const std::string& name) {
+    Info info;
+    ErrorInfo err;
+    if (!validate_frames(base, mapped, name, info, err)) fail(err);
     return info;
 }
 

@@ -376,6 +376,7 @@ public:
     void close() noexcept {
         if (closed_) return;
         closed_ = true;
+        latch_ = detail::Latch();  // SharedState<T>::read()'s only check (see there)
         map_.reset();
         // Only a segment we validated as ours is ever removed: a foreign or corrupt object
         // that failed open() is left exactly as it was found.
@@ -398,7 +399,8 @@ public:
     unsigned char* data() const { check_open(); return data_; }
     const std::shared_ptr<detail::os::Mapping>& mapping() const { check_open(); return map_; }
 
-    // For the Python fast path: the latch itself (no checks, the caller did them).
+    // For the fast paths: the latch itself (no checks, the caller did them). A raw, closed or
+    // moved-from block has an empty latch (ready() false).
     const detail::Latch& latch() const noexcept { return latch_; }
 
 private:
@@ -443,6 +445,7 @@ private:
         info_ = std::move(o.info_); latch_ = o.latch_; data_ = o.data_; wake_ = std::move(o.wake_);
         raw_ = o.raw_; closed_ = o.closed_; managed_ = o.managed_;
         o.closed_ = true;
+        o.latch_ = detail::Latch();
     }
     void check_open() const {
         if (closed_ || !map_) fail(errc::closed, "'" + name_ + "' is closed");
@@ -552,8 +555,7 @@ public:
     }
     // A consistent copy into out; false with err set (errc::closed, errc::timeout).
     bool read(T& out, ErrorInfo& err) const noexcept {
-        if (!block_.raw() && !block_.closed() && block_.layout().size == sizeof(T) &&
-            block_.latch().template read_fixed<sizeof(T)>(&out)) {
+        if (block_.latch().template read_fixed<sizeof(T)>(&out)) {  // see read() below
             err.clear();
             return true;
         }
@@ -586,12 +588,18 @@ public:
     }
     bool closed() const noexcept { return block_.closed(); }
 
+    // The fast path is the latch alone: read_fixed fails at once on an empty latch (raw,
+    // closed or moved-from block), and the payload size was checked when the block was
+    // opened (open() compares the whole layout; create() writes this one).
     T read() const {
         T v;
-        if (block_.raw() || block_.closed() || block_.layout().size != sizeof(T) ||
-            !block_.latch().template read_fixed<sizeof(T)>(&v))
-            block_.read(&v);  // the general path: raw segments, errors, writer storms
+        read(v);
         return v;
+    }
+    // The same into the caller's T (for a large T: no copy on the stack, one copy in all).
+    void read(T& out) const {
+        if (!block_.latch().template read_fixed<sizeof(T)>(&out))
+            block_.read(&out);  // the general path: raw segments, errors, writer storms
     }
     void write(const T& v) { block_.write(&v); }
     // fn(T&) under the writer lock, starting from the current value.
