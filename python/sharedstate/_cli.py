@@ -260,6 +260,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         elif d["kind"] in ("queue", "mailslot") and "capacity" in d:
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
                       + (" (persistent)" if d.get("persistent") else ""))
+        elif d["kind"] == "frames" and "shape" in d:
+            layout = (f"frames {d['shape']} of {d['element']}, readers {d['readers']}, {d['pins_held']} pinned"
+                      + (" (persistent)" if d.get("persistent") else ""))
         elif d["kind"] in ("pipe", "semaphore"):
             layout = "-"
         else:
