@@ -164,7 +164,7 @@ def role_bridge_frames_sink(port: int, tag: str, n: int) -> None:
     import sharedstate as ss
     s = zsession(None, f"tcp/127.0.0.1:{port}")
     im = ss.bridge.import_frames(f"bench/{tag}/frames", f"bb-{tag}-fm", s)
-    fr = ss.Frames.open(f"bb-{tag}-fm")  # type: ignore[attr-defined]
+    fr = ss.Frames.open(f"bb-{tag}-fm")
     print("ready", flush=True)
     v = fr.version
     got = 0
@@ -375,7 +375,7 @@ def fr_bridge(n: int, nbytes: int) -> float:
     import sharedstate as ss
     port, tag = free_port(), uuid.uuid4().hex[:8]
     s = zsession(f"tcp/127.0.0.1:{port}", None)
-    fr = ss.Frames.create(f"bb-{tag}-f", (nbytes,), np.uint8)  # type: ignore[attr-defined]
+    fr = ss.Frames.create(f"bb-{tag}-f", (nbytes,), np.uint8)
     ex = ss.bridge.export_frames(f"bb-{tag}-f", f"bench/{tag}/frames", s, poll=0.05)
     ch = Child("bridge_frames_sink", port, tag, "--n", str(n))
     try:

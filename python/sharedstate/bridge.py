@@ -309,7 +309,7 @@ class FramesExport(_LatestExport):
     kind = "frames"
 
     def __init__(self, name: str, key: str, sess: Any, poll: float = 0.2) -> None:
-        from . import Frames  # type: ignore[attr-defined]
+        from . import Frames
         self.local = Frames.open(name)
         import numpy as np
         dt = np.dtype(self.local.dtype)
@@ -523,7 +523,7 @@ class FramesImport(_Import):
 
     def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0, readers: int = 4) -> None:
         import numpy as np
-        from . import Frames  # type: ignore[attr-defined]
+        from . import Frames
         super().__init__(sess, key)
         meta = _query_meta(sess, key, timeout)
         if meta.get("kind") != "frames":
