@@ -34,7 +34,7 @@ import peers  # noqa: E402
 from peers import Skip  # noqa: E402
 
 CTX = mp.get_context("fork")
-SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "arrays", "frames", "waitset")
+SECTIONS = ("access", "cxx", "roundtrip", "throughput", "torn", "arrays", "frames", "waitset", "bridge")
 
 
 # ================================================================== plumbing
@@ -770,6 +770,9 @@ def markdown(res):
     if res.get("frames"):
         import frames_bench
         L += [frames_bench.markdown(res["frames"]), ""]
+    if res.get("bridge"):
+        from bench_bridge import markdown as bridge_markdown
+        L += bridge_markdown(res["bridge"])
     if res.get("plot"):
         L += [f"![round-trip latency distributions]({Path(res['plot']).name})", ""]
     elif res.get("plot_note"):
@@ -912,6 +915,10 @@ def main(argv=None):
         n_ws, rounds_ws = (1000, 2) if cfg.quick else (3000, 3)
         res["waitset"] = waitset_bench.run(n_ws, rounds_ws)
         log(waitset_bench.report(res["waitset"], n_ws, rounds_ws))
+    if "bridge" in only:
+        log("Zenoh bridge ...")
+        from bench_bridge import run_bridge
+        res["bridge"] = run_bridge(cfg.quick)
     pin_all = set(allowed)
     try:
         os.sched_setaffinity(0, pin_all)

@@ -30,9 +30,9 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating venv $venv"
   python3 -m venv "$venv" || exit 1
 fi
-log "pip install .[test]"
+log "pip install .[test,zenoh]"
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$venv/bin/python" -m pip install -q ".[test]" || { echo "pip install failed"; exit 1; }
+"$venv/bin/python" -m pip install -q ".[test,zenoh]" || { echo "pip install failed"; exit 1; }
 export PATH="$venv/bin:$PATH"
 
 # ---------------------------------------------------------------- 3. C++ build (the tests' helpers too)

@@ -87,7 +87,22 @@ std::unique_ptr<PyFrames> wrap(Frames&& fr, const std::string& name) {
 
 }  // namespace
 
+void register_wait_source(bool (*)(py::handle, sharedstate::detail::WaitSource&));  // bind_waitset.cpp
+
+// A WaitSet member: the FramesCore itself, or the Python Frames that holds one as `_core`.
+static bool waitset_source_frames(py::handle o, sharedstate::detail::WaitSource& out) {
+    py::handle core = o;
+    if (!py::isinstance<PyFrames>(core)) {
+        if (!py::hasattr(o, "_core")) return false;
+        core = o.attr("_core");
+        if (!py::isinstance<PyFrames>(core)) return false;
+    }
+    out = core.cast<const PyFrames&>().get()->wait_source();
+    return true;
+}
+
 void bind_frames(py::module_& m) {
+    register_wait_source(&waitset_source_frames);
     py::class_<FrameLoan>(m, "FrameLoan", py::buffer_protocol())
         .def_buffer([](FrameLoan& l) {
             std::lock_guard<std::mutex> g(l.m);

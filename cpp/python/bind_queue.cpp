@@ -617,7 +617,7 @@ bool waitset_source_queue(py::handle o, sharedstate::detail::WaitSource& out) {
         return true;
     }
     if (py::isinstance<PyMailslot>(o)) {
-        std::shared_ptr<sharedstate::Mailslot> m = py::cast<PyMailslot&>(o).m;
+        std::shared_ptr<sharedstate::Mailslot> m = py::cast<PyMailslot&>(o).m.get();
         if (!m) throw py::value_error("operation on a closed Mailslot");
         out = m->wait_source();
         return true;

@@ -1095,12 +1095,18 @@ void bind_state(py::module_& m) {
         .def("__len__", [](const MappedBuffer& b) { return b.size; });
 
     m.def("_state_create", [](py::handle self, const std::string& name, py::sequence fields, uint32_t size,
-                              uint32_t align, bool exist_ok, bool persistent) {
+                              uint32_t align, bool exist_ok, bool persistent, const std::string& source_key) {
         Layout L = layout_from(fields, size, align);
         sharedstate::CreateOptions opt;
         opt.exist_ok = exist_ok;
         opt.persistent = persistent;
+        opt.source_key = source_key;
         install(self, without_gil([&] { return SharedBlock::create(name, L, opt); }));
+    }, py::arg("self"), py::arg("name"), py::arg("fields"), py::arg("size"), py::arg("align"), py::arg("exist_ok"),
+       py::arg("persistent"), py::arg("source_key") = std::string());
+    m.def("_state_set_source_alive", [](py::handle self, bool alive) {
+        auto b = block_of(self);
+        without_gil([&] { b->set_source_alive(alive); });
     });
     m.def("_state_open", [](py::handle self, const std::string& name, py::object fields, uint32_t size, uint32_t align) {
         std::unique_ptr<Layout> want;
@@ -1190,6 +1196,14 @@ void bind_state(py::module_& m) {
             d["last_writer_pid"] = lw ? py::object(py::int_(lw >> 32)) : py::object(py::none());
             d["recoveries"] = b->recoveries();
             d["waiters"] = b->waiters();
+            if (!b->source_key().empty()) {
+                uint64_t st = b->source_status();
+                py::dict src;
+                src["key"] = b->source_key();
+                src["alive"] = bool(st & 1);
+                src["changes"] = st >> 1;
+                d["source"] = src;
+            }
         }
         return d;
     });

@@ -17,6 +17,7 @@ from ._waitset import WaitSet
 from . import _aio
 
 _aio.attach()
+from . import bridge  # zenoh itself is imported only when a bridge is made
 
 __version__ = getattr(_core, "__version__", "0")
 

@@ -260,6 +260,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         elif d["kind"] in ("queue", "mailslot") and "capacity" in d:
             layout = (f"capacity {d['capacity']}, max message {d['max_message']}, {d['pending']} pending"
                       + (" (persistent)" if d.get("persistent") else ""))
+        elif d["kind"] == "frames" and "shape" in d:
+            layout = (f"frames {d['shape']} of {d['element']}, readers {d['readers']}, {d['pins_held']} pinned"
+                      + (" (persistent)" if d.get("persistent") else ""))
         elif d["kind"] in ("pipe", "semaphore"):
             layout = "-"
         else:
@@ -578,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", action="store_true", help="1920x1080 RGBA frames through sharedstate.Frames instead")
     d.add_argument("--name", default=None, help="segment name (default: a unique one)")
     d.set_defaults(func=cmd_demo)
+    from . import bridge
+    bridge.add_cli(sub)
     return p
 
 

@@ -153,6 +153,11 @@ class Frames:
         """Frames published so far (0: none yet; latest() is then the zero-filled frame)."""
         return int(self._core.version)
 
+    async def wait_async(self, since: Optional[int] = None, timeout: Optional[float] = None) -> int:
+        """``await fr.wait_async(since=None, timeout=None)``: wait() for asyncio (sharedstate._aio)."""
+        from ._aio import state_wait_async
+        return await state_wait_async(self, since, timeout)
+
     def wait(self, since: Optional[int] = None, timeout: Optional[float] = None, *,
              spin: Optional[float] = None) -> int:
         """Block until ``version > since`` (default: the version now) and return the new

@@ -75,6 +75,29 @@ class SharedState(_core.StateCore):
         return self._adopt(name, layout)
 
     @classmethod
+    def _create_mirror(cls, name: str, layout: Any, source_key: str) -> "SharedState":
+        """The bridge's local mirror of ``source_key`` (created, or reused if it already mirrors
+        that key with this layout). The key and the source's liveness live in the segment's
+        header (FORMAT.md, "Mirrors"), so every process that opens it sees ``info()["source"]``."""
+        layout = Layout.coerce(layout)
+        self = cls.__new__(cls)
+        try:
+            _core._state_create(self, name, layout._spec(), layout.size, layout.align, False, False, source_key)
+            return self._adopt(name, layout)
+        except FileExistsError:
+            pass
+        other = cls.open(name, layout)  # LayoutMismatchError if the existing one differs
+        src = other.info().get("source")
+        if not src or src["key"] != source_key:
+            other.close()
+            raise FileExistsError(f"SharedState {name!r} exists and is not a mirror of {source_key!r}")
+        return other
+
+    def _set_source_alive(self, alive: bool) -> None:
+        """The bridge records its source's liveness (a mirror only); waiters wake to see it."""
+        _core._state_set_source_alive(self, alive)
+
+    @classmethod
     def open(cls, name: str, layout: Any = None) -> "SharedState":
         """Open an existing segment; its layout is read from the header.
 
@@ -125,7 +148,9 @@ class SharedState(_core.StateCore):
         _core._state_set_lock_timeout(self, seconds)
 
     def info(self) -> Dict[str, Any]:
-        """Header facts: version, sizes, creator, current and last writer pids, recoveries."""
+        """Header facts: version, sizes, creator, current and last writer pids, recoveries; for a
+        bridge's mirror also ``source``: {"key", "alive", "changes"} (the version moves when
+        ``alive`` changes, so a ``wait()`` sees it)."""
         return _core._state_info(self)
 
     # ------------------------------------------------------------------ access

@@ -23,6 +23,7 @@ static_assert(sizeof(std::atomic<uint32_t>) == 4, "atomic<u32> must be a plain w
 inline constexpr std::size_t kCacheLine = 64;  // on its own line: no false sharing (named as such)
 inline constexpr uint16_t kVersion = 1;
 inline constexpr uint32_t kFlagPersistent = 1u << 0;
+inline constexpr uint32_t kFlagMirror = 1u << 1;  // a state mirroring a remote object: a source record follows the field table
 
 // Magic words, read as little-endian u64: the ASCII text "SHSTATE1" / "SHQUEUE1".
 inline constexpr uint64_t magic_of(const char (&s)[9]) {
@@ -106,15 +107,31 @@ inline uint32_t header_checksum(const unsigned char* base, uint32_t field_count)
     return fnv1a(base + kFieldsOffset, size_t(field_count) * sizeof(FieldEntry), h);
 }
 
+// The source record of a mirror (kFlagMirror): 256 bytes at source_offset(field_count), between
+// the field table and the payload. The key is immutable (written before the magic, checked at
+// open); `status` is live: bit 0 says the remote source is alive, bits 1..63 count the changes.
+inline constexpr uint32_t kSourceRecordSize = 256;
+inline constexpr uint32_t kMaxSourceKey = 240;
+struct SourceRecord {
+    std::atomic<uint64_t> status;  //  0  bit 0: alive; (status >> 1): liveness changes so far
+    uint32_t key_len;              //  8  1..240
+    uint32_t key_checksum;         // 12  FNV-1a 32 of the key bytes
+    char key[kMaxSourceKey];       // 16  UTF-8, NUL-padded
+};
+static_assert(sizeof(SourceRecord) == kSourceRecordSize, "source record is 256 bytes");
+inline constexpr uint64_t source_offset(uint32_t field_count) {
+    return round_up(kFieldsOffset + uint64_t(field_count) * sizeof(FieldEntry), kCacheLine);
+}
+
 // What a state segment with this layout needs.
 struct StateGeometry {
     uint32_t header_size;
     uint32_t slot_stride;
     uint64_t segment_size;
 };
-inline StateGeometry state_geometry(const Layout& l) {
+inline StateGeometry state_geometry(const Layout& l, bool mirror = false) {
     StateGeometry g;
-    g.header_size = uint32_t(round_up(kFieldsOffset + l.fields.size() * sizeof(FieldEntry), kCacheLine));
+    g.header_size = uint32_t(source_offset(uint32_t(l.fields.size())) + (mirror ? kSourceRecordSize : 0));
     g.slot_stride = uint32_t(round_up(l.size, kCacheLine));
     g.segment_size = uint64_t(g.header_size) + 2ull * g.slot_stride;
     return g;
@@ -191,6 +208,8 @@ struct StateInfo {
     uint32_t flags = 0;
     uint32_t creator_pid = 0;
     uint64_t created_unix_ns = 0;
+    std::string source_key;      // a mirror's remote key (kFlagMirror), else empty
+    uint32_t source_offset = 0;  // where its SourceRecord is, else 0
 };
 
 // Validates the header at `base` against the `mapped` bytes really there. Throws
@@ -228,6 +247,17 @@ inline bool validate_state(const unsigned char* base, uint64_t mapped, const std
     info.flags = p.flags;
     info.creator_pid = p.creator_pid;
     info.created_unix_ns = p.created_unix_ns;
+    if (p.flags & kFlagMirror) {
+        uint64_t off = source_offset(p.field_count);
+        if (uint64_t(p.header_size) < off + kSourceRecordSize) return corrupt("mirror flag set but no room for its source record");
+        const auto* r = reinterpret_cast<const SourceRecord*>(base + off);
+        uint32_t n = r->key_len;
+        if (n == 0 || n > kMaxSourceKey || !valid_field_name(r->key, n) ||
+            fnv1a(reinterpret_cast<const unsigned char*>(r->key), n) != r->key_checksum)
+            return corrupt("mirror source record is damaged");
+        info.source_key.assign(r->key, n);
+        info.source_offset = uint32_t(off);
+    }
     return true;
 }
 inline StateInfo validate_state(const unsigned char* base, uint64_t mapped, const std::string& name) {

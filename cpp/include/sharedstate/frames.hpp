@@ -62,6 +62,7 @@
 
 #include "detail/lifetime.hpp"
 #include "detail/os.hpp"
+#include "detail/wait_source.hpp"
 #include "error.hpp"
 #include "format.hpp"
 #include "frames_format.hpp"
@@ -455,6 +456,14 @@ public:
     // The error-code form: the new version, or 0 with err set (errc::timeout, closed).
     uint64_t wait(uint64_t since, std::chrono::nanoseconds timeout, ErrorInfo& err) noexcept {
         return wait_impl(since, timeout, kDefaultSpin, Interrupt{}, err);
+    }
+
+    // What a WaitSet needs (detail/wait_source.hpp): the version, exactly as a state's.
+    detail::WaitSource wait_source() const {
+        check_open();
+        auto* h = h_;
+        return detail::version_source(this, "frames '" + name_ + "'", futex_word(), &h->waiters, wake_, map_,
+                                      [h] { return h->latest.load(std::memory_order_seq_cst) >> fformat::kSlotBits; });
     }
 
     // ------------------------------------------------------------ facts

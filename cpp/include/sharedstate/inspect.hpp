@@ -30,6 +30,7 @@
 #include "detail/os.hpp"
 #include "error.hpp"
 #include "format.hpp"
+#include "frames_format.hpp"
 #include "layout.hpp"
 #include "queue.hpp"
 #include "seqlock.hpp"
@@ -146,6 +147,12 @@ inline bool describe_state(const unsigned char* base, uint64_t mapped, const std
     add_owner(d, "last_writer", h->last_writer.load(std::memory_order_relaxed));
     add(d, "recoveries", h->recoveries.load(std::memory_order_relaxed));
     add(d, "waiters", h->waiters.load(std::memory_order_relaxed));
+    if (!info.source_key.empty()) {  // a bridge's mirror (FORMAT.md "Mirrors")
+        const auto* r = reinterpret_cast<const format::SourceRecord*>(base + info.source_offset);
+        uint64_t st = r->status.load(std::memory_order_acquire);
+        add_text(d, "source", info.source_key);
+        add_text(d, "source_alive", (st & 1) ? "yes" : "no");
+    }
     d.has_version = true;
     d.version = h->seq.load(std::memory_order_acquire) >> 1;
     if (opt.payload) {
@@ -189,6 +196,41 @@ inline bool describe_queue(const unsigned char* base, uint64_t mapped, const std
     return true;
 }
 
+// ---- frames segments (frames_format.hpp): the validation of Frames::open, the facts Frames reports.
+inline bool describe_frames(const unsigned char* base, uint64_t mapped, const std::string& name,
+                            const PeekOptions&, Description& d, ErrorInfo& err) {
+    fformat::Info info;
+    if (!fformat::validate_frames(base, mapped, name, info, err)) return false;
+    const auto* h = reinterpret_cast<const fformat::Header*>(base);
+    set_preamble(d, fformat::kVersion, info.flags, info.creator_pid, info.created_unix_ns);
+    std::string shape;
+    for (uint32_t x : info.spec.shape) shape += (shape.empty() ? "" : "x") + std::to_string(x);
+    std::string element;
+    for (const Field& f : info.spec.element.fields)
+        element += (element.empty() ? "" : ", ") + (info.spec.scalar ? std::string() : f.name + ":") + char(f.kind) +
+                   std::to_string(f.itemsize) + (f.count > 1 ? "[" + std::to_string(f.count) + "]" : "");
+    add_text(d, "shape", shape.empty() ? "()" : shape);
+    add_text(d, "element", info.spec.scalar ? element : "{" + element + "}");
+    add(d, "frame_bytes", info.frame_bytes);
+    add(d, "readers", info.readers);
+    add(d, "slots", info.slot_count);
+    add(d, "header_size", info.header_size);
+    add(d, "segment_size", info.segment_size);
+    uint64_t pins = 0;
+    const auto* p = reinterpret_cast<const fformat::PinEntry*>(base + info.pins_offset);
+    for (uint32_t i = 0; i < info.readers; ++i)
+        if (p[i].slot.load(std::memory_order_relaxed) < info.slot_count) ++pins;
+    add(d, "pins_held", pins);
+    add_owner(d, "writer_lock", h->lock_owner.load(std::memory_order_relaxed));
+    add_owner(d, "last_writer", h->last_writer.load(std::memory_order_relaxed));
+    add(d, "recoveries", h->recoveries.load(std::memory_order_relaxed));
+    add(d, "reclaimed", h->reclaimed.load(std::memory_order_relaxed));
+    add(d, "waiters", h->waiters.load(std::memory_order_relaxed));
+    d.has_version = true;
+    d.version = h->latest.load(std::memory_order_acquire) >> fformat::kSlotBits;
+    return true;
+}
+
 }  // namespace detail
 
 // A kind of sharedstate segment: its magic (the first 8 bytes, a little-endian u64), its
@@ -207,6 +249,7 @@ inline const std::vector<KindEntry>& kinds() {
     static const std::vector<KindEntry> table = {
         {format::kStateMagic, "state", &detail::describe_state},
         {format::kQueueMagic, "queue", &detail::describe_queue},
+        {format::kFramesMagic, "frames", &detail::describe_frames},
     };
     return table;
 }

@@ -22,6 +22,7 @@ namespace sharedstate {
 struct CreateOptions {
     bool exist_ok = false;    // open the existing segment instead of failing (its layout must match)
     bool persistent = false;  // outlive the last holder (Linux; Windows sections never do)
+    std::string source_key;   // non-empty: the state mirrors this remote key (bridge): FORMAT.md "Mirrors"
 };
 
 inline constexpr std::chrono::seconds kDefaultLockTimeout{5};
@@ -50,7 +51,14 @@ public:
     static SharedBlock create(const std::string& name, const Layout& layout, CreateOptions opt, ErrorInfo& err) noexcept {
         err.clear();
         if (!layout.validate(name, err)) return failed();
-        auto g = format::state_geometry(layout);
+        const bool mirror = !opt.source_key.empty();
+        if (opt.source_key.size() > format::kMaxSourceKey ||
+            (mirror && !format::valid_field_name(opt.source_key.data(), opt.source_key.size()))) {
+            err.set(errc::invalid_argument, "segment '" + name + "': source key must be 1.." +
+                                                std::to_string(format::kMaxSourceKey) + " bytes of UTF-8");
+            return failed();
+        }
+        auto g = format::state_geometry(layout, mirror);
         for (int attempt = 0;; ++attempt) {
             detail::os::SegmentFile file = detail::os::SegmentFile::create(name, g.segment_size, true, err);
             if (err) {
@@ -77,11 +85,17 @@ public:
             p.slot_stride = g.slot_stride;
             p.field_count = uint32_t(layout.fields.size());
             p.fields_offset = format::kFieldsOffset;
-            p.flags = opt.persistent ? format::kFlagPersistent : 0;
+            p.flags = (opt.persistent ? format::kFlagPersistent : 0) | (mirror ? format::kFlagMirror : 0);
             p.creator_pid = detail::os::current_pid();
             p.created_unix_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::system_clock::now().time_since_epoch()).count());
             format::write_field_table(base, layout);
+            if (mirror) {
+                auto* r = reinterpret_cast<format::SourceRecord*>(base + format::source_offset(p.field_count));
+                r->key_len = uint32_t(opt.source_key.size());
+                std::memcpy(r->key, opt.source_key.data(), opt.source_key.size());
+                r->key_checksum = format::fnv1a(reinterpret_cast<const unsigned char*>(r->key), r->key_len);
+            }
             p.checksum = format::header_checksum(base, p.field_count);
             // Publish: an opener that sees the magic (acquire) sees everything above.
             p.magic.store(format::kStateMagic, std::memory_order_release);
@@ -255,6 +269,29 @@ public:
         unlock_and_wake();
     }
 
+    // ------------------------------------------------------------ mirrors (bridge)
+    // A mirror's remote key ("" if this state is not a mirror), and its source's liveness as
+    // the importer last recorded it: bit 0 alive, (status >> 1) the number of changes.
+    const std::string& source_key() const noexcept { return info_.source_key; }
+    uint64_t source_status() const {
+        check_open();
+        return source() ? source()->status.load(std::memory_order_acquire) : 0;
+    }
+    // Records the source's liveness and commits an empty write, so that the version moves and
+    // every waiter wakes to see the change (the payload is unchanged).
+    void set_source_alive(bool alive, std::chrono::nanoseconds lock_timeout = kDefaultLockTimeout) {
+        check_open();
+        if (!source()) fail(errc::invalid_argument, "'" + name_ + "' is not a mirror");
+        if (!lock(lock_timeout, Interrupt{}))
+            fail(errc::timeout, "'" + name_ + "': writer lock busy");
+        uint64_t s = source()->status.load(std::memory_order_relaxed);
+        if (bool(s & 1) != alive) {
+            source()->status.store(((s >> 1) + 1) << 1 | uint64_t(alive), std::memory_order_release);
+            latch_.write(nullptr, 0);
+        }
+        unlock_and_wake();
+    }
+
     // ------------------------------------------------------------ the error-code forms
     // The same calls, reporting failures in err instead of throwing (error.hpp).
     bool read(void* dst, ErrorInfo& err) const noexcept { return read_range(dst, 0, info_.layout.size, err); }
@@ -414,6 +451,9 @@ private:
         if (closed_ || !map_) fail(errc::closed, "'" + name_ + "' is closed");
     }
     format::StateHeader* header() const { return reinterpret_cast<format::StateHeader*>(map_->data()); }
+    format::SourceRecord* source() const {
+        return info_.source_offset ? reinterpret_cast<format::SourceRecord*>(map_->data() + info_.source_offset) : nullptr;
+    }
     // The futex word: the low half of the little-endian 64-bit sequence.
     const std::atomic<uint32_t>* futex_word() const {
         return reinterpret_cast<const std::atomic<uint32_t>*>(&header()->seq);

@@ -1,0 +1,471 @@
+"""The Zenoh bridge against raw zenoh-python, in one run (bench/compare.py --only bridge).
+
+Two processes on loopback, each with its own Zenoh session (peer mode, explicit endpoints, no
+scouting), the same config for every mechanism:
+
+- round trip, 16-byte state: raw zenoh (put -> the other side's subscriber puts back) vs the
+  bridge (state written on A -> exported -> mirror on B -> B writes its reply state -> exported
+  -> mirror on A) vs a plain Python TCP socket;
+- one-way queue throughput, 64-byte messages: raw zenoh pub/sub (BLOCK) vs the bridge
+  (local Queue on A -> export -> import -> local Queue on B, every message checked in order);
+- 1 MiB frames, one way: raw zenoh with its shared-memory provider vs the bridge (Frames on A ->
+  export -> import -> Frames on B), frames/s with the receiver holding each frame as numpy.
+
+    python bench/bench_bridge.py             # prints a markdown table
+    python bench/bench_bridge.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def zsession(listen: Optional[str], connect: Optional[str]) -> Any:
+    import sharedstate as ss
+    return ss.bridge.session(listen=[listen] if listen else [], connect=[connect] if connect else None)
+
+
+def pct(xs: List[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+# ------------------------------------------------------------------ roles (run in the child)
+def role_raw_echo(port: int, tag: str) -> None:
+    import zenoh
+    s = zsession(None, f"tcp/127.0.0.1:{port}")
+    pub = s.declare_publisher(f"bench/{tag}/pong", congestion_control=zenoh.CongestionControl.BLOCK, express=True)
+    s.declare_subscriber(f"bench/{tag}/ping", lambda smp: pub.put(smp.payload))
+    print("ready", flush=True)
+    sys.stdin.read()
+    s.close()
+
+
+def role_bridge_echo(port: int, tag: str) -> None:
+    import sharedstate as ss
+    s = zsession(None, f"tcp/127.0.0.1:{port}")
+    reply = ss.SharedState.create(f"bb-{tag}-reply", ss.CONTROLLER)
+    ex = ss.bridge.export_state(f"bb-{tag}-reply", f"bench/{tag}/reply", s, poll=0.05)
+    im = ss.bridge.import_state(f"bench/{tag}/ask", f"bb-{tag}-askm", s)
+    m = ss.SharedState.open(f"bb-{tag}-askm")
+    print("ready", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    v = m.version
+    while not stop.is_set():
+        try:
+            v = m.wait(since=v, timeout=0.2)
+        except TimeoutError:
+            continue
+        reply.write(x=m.x)
+    im.close()
+    ex.close()
+    m.close()
+    reply.close()
+    s.close()
+
+
+def role_tcp_echo(port: int, tag: str) -> None:
+    c = socket.create_connection(("127.0.0.1", port))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    print("ready", flush=True)
+    while True:
+        b = c.recv(16)
+        if not b:
+            break
+        c.sendall(b)
+
+
+def role_raw_sink(port: int, tag: str, n: int) -> None:
+    s = zsession(None, f"tcp/127.0.0.1:{port}")
+    state = {"count": 0, "last": 0.0}
+    done = threading.Event()
+
+    def cb(smp: Any) -> None:
+        state["count"] += 1
+        state["last"] = time.time()
+        if state["count"] == n:
+            done.set()
+    s.declare_subscriber(f"bench/{tag}/tp", cb)
+    print("ready", flush=True)
+    _until_done_or_idle(done, state)
+    print(json.dumps({"got": state["count"], "t": state["last"]}), flush=True)
+    s.close()
+
+
+def _until_done_or_idle(done: threading.Event, state: Dict[str, Any], idle: float = 2.0) -> None:
+    """Until every message came, or none for ``idle`` seconds once some did (then count what came)."""
+    t0 = time.time()
+    while not done.wait(0.1):
+        last = state["last"] or t0
+        if time.time() - last > (idle if state["last"] else 60):
+            return
+
+
+def role_bridge_sink(port: int, tag: str, n: int) -> None:
+    import sharedstate as ss
+    s = zsession(None, f"tcp/127.0.0.1:{port}")
+    im = ss.bridge.import_queue(f"bench/{tag}/q", f"bb-{tag}-qm", s)
+    q = ss.Queue.open(f"bb-{tag}-qm")
+    print("ready", flush=True)
+    got = 0
+    deadline = time.monotonic() + 120
+    while got < n and time.monotonic() < deadline:
+        try:
+            q.get(timeout=1.0)
+        except TimeoutError:
+            continue
+        got += 1
+    print(json.dumps({"got": got, "t": time.time()}), flush=True)
+    q.close()
+    im.close()
+    s.close()
+
+
+def role_raw_frames_sink(port: int, tag: str, n: int) -> None:
+    import numpy as np
+    s = zsession(None, f"tcp/127.0.0.1:{port}")
+    state = {"count": 0, "last": 0.0}
+    done = threading.Event()
+
+    def cb(smp: Any) -> None:
+        a = np.frombuffer(smp.payload.to_bytes(), np.uint8)  # the receiver holds it as numpy
+        if a.size:
+            state["count"] += 1
+            state["last"] = time.time()
+        if state["count"] == n:
+            done.set()
+    s.declare_subscriber(f"bench/{tag}/fr", cb)
+    print("ready", flush=True)
+    _until_done_or_idle(done, state)
+    print(json.dumps({"got": state["count"], "t": state["last"]}), flush=True)
+    s.close()
+
+
+def role_bridge_frames_sink(port: int, tag: str, n: int) -> None:
+    import sharedstate as ss
+    s = zsession(None, f"tcp/127.0.0.1:{port}")
+    im = ss.bridge.import_frames(f"bench/{tag}/frames", f"bb-{tag}-fm", s)
+    fr = ss.Frames.open(f"bb-{tag}-fm")
+    print("ready", flush=True)
+    v = fr.version
+    got = 0
+    deadline = time.monotonic() + 120
+    while got < n and time.monotonic() < deadline:
+        try:
+            nv = fr.wait(since=v, timeout=1.0)
+        except TimeoutError:
+            continue
+        with fr.latest() as a:
+            got += int(nv - v) if a.size else 0
+        v = nv
+    print(json.dumps({"got": got, "t": time.time()}), flush=True)
+    fr.close()
+    im.close()
+    s.close()
+
+
+# ------------------------------------------------------------------ the parent
+class Child:
+    def __init__(self, role: str, port: int, tag: str, *extra: str) -> None:
+        self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", role, "--port", str(port),
+                                   "--tag", tag, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError(f"{role} did not start: {line!r}")
+
+    def result(self) -> Dict[str, Any]:
+        assert self.p.stdout is not None
+        return dict(json.loads(self.p.stdout.readline()))
+
+    def close(self) -> None:
+        if self.p.stdin:
+            try:
+                self.p.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.p.wait(20)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+def rt_raw(n: int, warm: int) -> List[float]:
+    import zenoh
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    s = zsession(f"tcp/127.0.0.1:{port}", None)
+    got = threading.Event()
+    s.declare_subscriber(f"bench/{tag}/pong", lambda smp: got.set())
+    pub = s.declare_publisher(f"bench/{tag}/ping", congestion_control=zenoh.CongestionControl.BLOCK, express=True)
+    ch = Child("raw_echo", port, tag)
+    try:
+        while not pub.matching_status:
+            time.sleep(0.01)
+        out = []
+        payload = bytes(16)
+        for _ in range(100):  # until the echo's reply route exists too (its puts are dropped before)
+            got.clear()
+            pub.put(payload)
+            if got.wait(0.2):
+                break
+        for i in range(warm + n):
+            got.clear()
+            t0 = time.perf_counter()
+            pub.put(payload)
+            if not got.wait(5):
+                raise RuntimeError("raw zenoh echo lost a message")
+            if i >= warm:
+                out.append((time.perf_counter() - t0) * 1e6)
+        return out
+    finally:
+        ch.close()
+        s.close()
+
+
+def rt_bridge(n: int, warm: int) -> List[float]:
+    import sharedstate as ss
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    s = zsession(f"tcp/127.0.0.1:{port}", None)
+    ask = ss.SharedState.create(f"bb-{tag}-ask", ss.CONTROLLER)
+    ex = ss.bridge.export_state(f"bb-{tag}-ask", f"bench/{tag}/ask", s, poll=0.05)
+    ch = Child("bridge_echo", port, tag)
+    im = ss.bridge.import_state(f"bench/{tag}/reply", f"bb-{tag}-replym", s)
+    m = ss.SharedState.open(f"bb-{tag}-replym")
+    try:
+        out = []
+        for i in range(1, warm + n + 1):
+            t0 = time.perf_counter()
+            ask.write(x=i)
+            deadline = time.monotonic() + 5
+            v = m.version
+            while m.x != i:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bridged echo lost value {i}")
+                try:
+                    v = m.wait(since=v, timeout=1.0)
+                except TimeoutError:
+                    pass
+            if i > warm:
+                out.append((time.perf_counter() - t0) * 1e6)
+        return out
+    finally:
+        ch.close()
+        im.close()
+        m.close()
+        ex.close()
+        ask.close()
+        s.close()
+
+
+def rt_tcp(n: int, warm: int) -> List[float]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    ch = Child("tcp_echo", port, "tcp")
+    c, _ = srv.accept()
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        out = []
+        b = bytes(16)
+        for i in range(warm + n):
+            t0 = time.perf_counter()
+            c.sendall(b)
+            got = 0
+            while got < 16:
+                got += len(c.recv(16 - got))
+            if i >= warm:
+                out.append((time.perf_counter() - t0) * 1e6)
+        return out
+    finally:
+        c.close()
+        srv.close()
+        ch.close()
+
+
+def tp_raw(n: int, size: int) -> float:
+    import zenoh
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    s = zsession(f"tcp/127.0.0.1:{port}", None)
+    pub = s.declare_publisher(f"bench/{tag}/tp", congestion_control=zenoh.CongestionControl.BLOCK)
+    ch = Child("raw_sink", port, tag, "--n", str(n))
+    try:
+        while not pub.matching_status:
+            time.sleep(0.01)
+        msg = bytes(size)
+        t0 = time.time()
+        for _ in range(n):
+            pub.put(msg)
+        r = ch.result()
+        return float(r["got"]) / (r["t"] - t0)
+    finally:
+        ch.close()
+        s.close()
+
+
+def tp_bridge(n: int, size: int) -> float:
+    import sharedstate as ss
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    s = zsession(f"tcp/127.0.0.1:{port}", None)
+    q = ss.Queue.create(f"bb-{tag}-q", capacity=1 << 22)
+    ex = ss.bridge.export_queue(f"bb-{tag}-q", f"bench/{tag}/q", s)
+    ch = Child("bridge_sink", port, tag, "--n", str(n))
+    try:
+        msg = bytes(size)
+        t0 = time.time()
+        for _ in range(n):
+            q.put(msg, timeout=30)
+        r = ch.result()
+        if r["got"] != n:
+            raise RuntimeError(f"bridge delivered {r['got']} of {n}")
+        return float(n) / (r["t"] - t0)
+    finally:
+        ch.close()
+        ex.close()
+        q.close()
+        s.close()
+
+
+def fr_raw_shm(n: int, nbytes: int) -> float:
+    import zenoh
+    import numpy as np
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    s = zsession(f"tcp/127.0.0.1:{port}", None)
+    pub = s.declare_publisher(f"bench/{tag}/fr", congestion_control=zenoh.CongestionControl.BLOCK)
+    provider = zenoh.shm.ShmProvider.default_backend(nbytes * 8)
+    ch = Child("raw_frames_sink", port, tag, "--n", str(n))
+    try:
+        while not pub.matching_status:
+            time.sleep(0.01)
+        frame = np.full(nbytes, 7, np.uint8).tobytes()
+        t0 = time.time()
+        for _ in range(n):
+            buf = provider.alloc(nbytes, policy=zenoh.shm.BlockOn(zenoh.shm.GarbageCollect()))
+            buf[0:nbytes] = frame  # numpy costs one copy on each side (no buffer protocol)
+            pub.put(buf)
+        r = ch.result()
+        return float(r["got"]) / (r["t"] - t0)
+    finally:
+        ch.close()
+        s.close()
+
+
+def fr_bridge(n: int, nbytes: int) -> float:
+    import numpy as np
+    import sharedstate as ss
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    s = zsession(f"tcp/127.0.0.1:{port}", None)
+    fr = ss.Frames.create(f"bb-{tag}-f", (nbytes,), np.uint8)
+    ex = ss.bridge.export_frames(f"bb-{tag}-f", f"bench/{tag}/frames", s, poll=0.05)
+    ch = Child("bridge_frames_sink", port, tag, "--n", str(n))
+    try:
+        frame = np.full(nbytes, 7, np.uint8)
+        t0 = time.time()
+        for _ in range(n):
+            fr.publish(frame)
+            time.sleep(0)  # latest-value: the bench counts the frames the receiver sees
+        r = ch.result()
+        return float(r["got"]) / (r["t"] - t0)
+    except Exception:
+        raise
+    finally:
+        ch.close()
+        ex.close()
+        fr.close()
+        s.close()
+
+
+def run_bridge(quick: bool = False) -> Dict[str, Any]:
+    """One run of every bridge figure; ratios pair figures taken in this run."""
+    try:
+        import zenoh  # noqa: F401
+    except ImportError:
+        return {"skipped": "eclipse-zenoh is not installed (pip install 'sharedstate[zenoh]')"}
+    import sharedstate as ss
+    n, warm = (300, 50) if quick else (2000, 200)
+    res: Dict[str, Any] = {"rows": {}}
+    rows = res["rows"]
+    for key, label, fn in (("raw_rt", "raw zenoh put/subscribe round trip", rt_raw),
+                           ("bridge_rt", "**bridged state round trip (A -> mirror on B -> reply -> mirror on A)**",
+                            rt_bridge),
+                           ("tcp_rt", "plain Python TCP socket round trip", rt_tcp)):
+        xs = fn(n, warm)
+        rows[key] = {"label": label, "p50": statistics.median(xs), "p99": pct(xs, 99), "unit": "µs"}
+    tn = 20000 if quick else 200000
+    rows["raw_tp"] = {"label": "raw zenoh pub/sub, 64 B, BLOCK", "rate": tp_raw(tn, 64), "unit": "msg/s"}
+    rows["bridge_tp"] = {"label": "**Queue over the bridge, 64 B, every message in order**",
+                         "rate": tp_bridge(tn, 64), "unit": "msg/s"}
+    fn_ = 100 if quick else 500
+    rows["raw_fr"] = {"label": "raw zenoh + shared memory, 1 MiB frames", "rate": fr_raw_shm(fn_, 1 << 20),
+                      "unit": "frames/s"}
+    if hasattr(ss, "Frames"):
+        rows["bridge_fr"] = {"label": "**Frames over the bridge, 1 MiB**", "rate": fr_bridge(fn_, 1 << 20),
+                             "unit": "frames/s"}
+    t = res["targets"] = []
+    t.append(("bridged round trip p50 / raw zenoh round trip p50", rows["bridge_rt"]["p50"] / rows["raw_rt"]["p50"],
+              "<= 1.2"))
+    t.append(("Queue over the bridge / raw zenoh pub/sub (msg/s)", rows["bridge_tp"]["rate"] / rows["raw_tp"]["rate"],
+              ">= 0.8"))
+    if "bridge_fr" in rows:
+        t.append(("1 MiB Frames over the bridge / raw zenoh shm (frames/s)",
+                  rows["bridge_fr"]["rate"] / rows["raw_fr"]["rate"], ">= 0.8"))
+    return res
+
+
+def markdown(res: Dict[str, Any]) -> List[str]:
+    L = ["## The Zenoh bridge vs raw zenoh-python (two processes, loopback)", ""]
+    if "skipped" in res:
+        return L + [f"skipped: {res['skipped']}", ""]
+    L += ["| mechanism | p50 | p99 / rate |", "| --- | ---: | ---: |"]
+    for r in res["rows"].values():
+        if r["unit"] == "µs":
+            L.append(f"| {r['label']} | {r['p50']:.1f} µs | {r['p99']:.1f} µs |")
+        else:
+            L.append(f"| {r['label']} | | {r['rate']:,.0f} {r['unit']} |")
+    L += ["", "| target | measured | limit | status |", "| --- | ---: | ---: | --- |"]
+    for name, v, lim in res["targets"]:
+        op, x = lim.split()
+        ok = v <= float(x) if op == "<=" else v >= float(x)
+        L.append(f"| {name} | {v:.2f} | {lim} | {'**PASS**' if ok else '**SHORT**'} |")
+    return L + [""]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--role")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--tag")
+    ap.add_argument("--n", type=int, default=0)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if a.role:
+        fn = globals()[f"role_{a.role}"]
+        fn(a.port, a.tag, a.n) if a.n else fn(a.port, a.tag)
+        return 0
+    res = run_bridge(a.quick)
+    print("\n".join(markdown(res)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

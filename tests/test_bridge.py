@@ -1,0 +1,451 @@
+"""The Zenoh bridge: two processes on loopback, each with its own Zenoh session (peer mode,
+explicit endpoints, no scouting); faults (killed exporter, killed game, restarted importer);
+and two "hosts" in network namespaces joined by a veth pair whose link is cut mid-stream."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+import pytest
+
+import sharedstate as ss
+
+zenoh = pytest.importorskip("zenoh", reason="the bridge extra (eclipse-zenoh) is not installed")
+
+LINUX = sys.platform.startswith("linux")
+pytestmark = pytest.mark.timeout(240)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bridge_cmd(*args: str) -> List[str]:
+    return [sys.executable, "-m", "sharedstate", "bridge", *args]
+
+
+def start(cmd: List[str], prefix: Optional[List[str]] = None) -> subprocess.Popen:
+    p = subprocess.Popen((prefix or []) + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return p
+
+
+def wait_line(p: subprocess.Popen, word: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    assert p.stdout is not None
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if word in line:
+            return line
+        if not line and p.poll() is not None:
+            err = p.stderr.read() if p.stderr else ""
+            raise AssertionError(f"{p.args} exited {p.returncode}: {err}")
+    raise AssertionError(f"{p.args}: no line with {word!r} within {timeout} s")
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def until(cond, timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.002)
+    return time.monotonic() - t0
+
+
+def open_when_there(name: str, timeout: float = 30.0) -> ss.SharedState:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ss.SharedState.open(name)
+        except FileNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def simulator(name: str, seconds: float, rate: float) -> subprocess.Popen:
+    from sharedstate._demo import simulator_path
+    exe = simulator_path()
+    if not Path(exe).exists():
+        pytest.skip(f"the C++ simulator is not built ({exe})")
+    p = subprocess.Popen([str(exe), name, str(seconds), str(rate)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and "ready" in p.stdout.readline()
+    return p
+
+
+# ---------------------------------------------------------------------------- basics
+def test_without_zenoh_the_error_names_the_extra():
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["zenoh"] = None
+        import sharedstate as ss
+        try:
+            ss.bridge.session()
+        except ImportError as e:
+            print("IMPORTERROR", e)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "IMPORTERROR" in out and "sharedstate[zenoh]" in out
+
+
+def test_default_key_and_safe_defaults():
+    assert ss.bridge.default_key("ControllerMemory") == f"sharedstate/{socket.gethostname()}/ControllerMemory" or \
+        ss.bridge.default_key("ControllerMemory").endswith("/ControllerMemory")
+    c = ss.bridge.make_config()
+    s = str(c)
+    assert "127.0.0.1" in s  # listens on loopback only unless told
+    assert '"multicast"' not in s or "false" in s
+
+
+def test_state_in_process(unique_name):
+    """Both ends in one process, two sessions: values, versions, source info, liveliness."""
+    port = free_port()
+    src, mirror = unique_name + "-src", unique_name + "-mir"
+    key = "sstest/" + uuid.uuid4().hex
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    try:
+        with ss.SharedState.create(src, ss.CONTROLLER) as st:
+            st.write(x=1, y=1)
+            ex = ss.bridge.export_state(src, key, a)
+            im = ss.bridge.import_state(key, mirror, b)
+            with ss.SharedState.open(mirror) as m:
+                until(lambda: m.read().x == 1, 10, "first value mirrored")
+                until(lambda: m.info()["source"]["alive"], 10, "source alive")
+                info = m.info()["source"]
+                assert info["key"] == key
+                for i in range(2, 200):
+                    st.write(x=i, y=i)
+                until(lambda: m.read().x == 199, 10, "last value mirrored")
+                assert m.read().y == 199
+                v = m.version
+                ex.close()  # the exporter goes: the token is withdrawn
+                until(lambda: not m.info()["source"]["alive"], 5, "source reported gone")
+                assert m.version > v  # the change woke waiters: the version moved
+            im.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_layout_mismatch_with_an_existing_local_object(unique_name):
+    port = free_port()
+    key = "sstest/" + uuid.uuid4().hex
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    try:
+        with ss.SharedState.create(unique_name + "-src", ss.CONTROLLER), \
+                ss.SharedState.create(unique_name + "-mir", [("a", "f8")]):
+            ex = ss.bridge.export_state(unique_name + "-src", key, a)
+            try:
+                with pytest.raises(ss.LayoutMismatchError):
+                    ss.bridge.import_state(key, unique_name + "-mir", b)
+            finally:
+                ex.close()
+    finally:
+        a.close()
+        b.close()
+
+
+# ---------------------------------------------------------------------------- two processes
+def test_game_state_across_two_bridge_processes(unique_name):
+    """C++ game-side simulator -> export (process 1) -> import (process 2) -> this reader:
+    every value untorn, versions monotonic; then faults: kill -9 the exporter, restart it,
+    restart the importer (cache), kill the game (token withdrawn)."""
+    port = free_port()
+    name, mirror = unique_name + "-game", unique_name + "-mir"
+    key = "sstest/" + uuid.uuid4().hex
+    sim = simulator(name, 60, 0)  # x == y == frame, as fast as it can
+    exp = start(bridge_cmd("export", name, "--key", key, "--listen", f"tcp/127.0.0.1:{port}"))
+    imp = start(bridge_cmd("import", key, "--as", mirror, "--connect", f"tcp/127.0.0.1:{port}", "--listen",
+                           "tcp/127.0.0.1:0"))
+    procs = [sim, exp, imp]
+    try:
+        wait_line(exp, "exporting")
+        wait_line(imp, "importing")
+        m = open_when_there(mirror)
+        until(lambda: m.read().frame > 0, 20, "mirror receives values")
+        last_v, last_frame, seen = 0, -1, 0
+        t_end = time.monotonic() + 2.0
+        while time.monotonic() < t_end:
+            try:
+                v = m.wait(since=last_v, timeout=1.0)
+            except TimeoutError:
+                continue
+            s = m.read()
+            assert s.x == s.y == s.frame, f"torn value {s}"
+            assert s.is_pressing == bool(s.frame & 1) and s.is_open == (not s.is_pressing)
+            assert v >= last_v and s.frame >= last_frame, "versions and values only move forward"
+            last_v, last_frame, seen = v, s.frame, seen + 1
+        assert seen > 20, f"only {seen} updates mirrored in 2 s"
+        assert m.info()["source"]["alive"]
+
+        # kill -9 the exporting bridge: reported gone within 1 s on loopback
+        exp.kill()
+        exp.wait()
+        took = until(lambda: not m.info()["source"]["alive"], 5, "source gone after kill -9")
+        assert took < 1.0, f"liveliness took {took:.2f} s"
+        frozen = m.read().frame
+        # a new exporter: the mirror resumes by itself (the importer reconnects)
+        exp = start(bridge_cmd("export", name, "--key", key, "--listen", f"tcp/127.0.0.1:{port}"))
+        procs.append(exp)
+        wait_line(exp, "exporting")
+        until(lambda: m.info()["source"]["alive"] and m.read().frame > frozen, 30, "mirror resumes")
+
+        # restart the importer: the latest value arrives at once from the exporter's cache
+        stop(imp)
+        m.close()
+        imp = start(bridge_cmd("import", key, "--as", mirror, "--connect", f"tcp/127.0.0.1:{port}", "--listen",
+                               "tcp/127.0.0.1:0"))
+        procs.append(imp)
+        wait_line(imp, "importing")
+        m = open_when_there(mirror)
+        until(lambda: m.read().frame > 0, 10, "late joiner gets the cached latest value")
+
+        # kill the game: its writer is gone, the token is withdrawn
+        sim.kill()
+        sim.wait()
+        until(lambda: not m.info()["source"]["alive"], 5, "source gone after the game died")
+        m.close()
+    finally:
+        stop(*procs)
+
+
+def test_queue_of_100k_mixed_messages_complete_and_in_order(unique_name):
+    port = free_port()
+    name, mirror = unique_name + "-q", unique_name + "-qm"
+    key = "sstest/" + uuid.uuid4().hex
+    n = 100_000
+    with ss.Queue.create(name, capacity=1 << 20) as q:
+        imp = None
+        exp = start(bridge_cmd("export", name, "--key", key, "--listen", f"tcp/127.0.0.1:{port}"))
+        try:
+            wait_line(exp, "exporting")
+            imp = start(bridge_cmd("import", key, "--as", mirror, "--connect", f"tcp/127.0.0.1:{port}",
+                                   "--listen", "tcp/127.0.0.1:0"))
+            wait_line(imp, "importing")
+            rng = np.random.default_rng(7)
+            sizes = rng.integers(0, 2000, n)
+            with ss.Queue.open(mirror) as out:
+                got = 0
+
+                def drain(block: float) -> None:
+                    nonlocal got
+                    while True:
+                        try:
+                            m = out.get(timeout=block)
+                        except TimeoutError:
+                            return
+                        i = int.from_bytes(m[:4], "little")
+                        assert i == got, f"message {got} expected, got {i}"
+                        assert len(m) == 4 + int(sizes[i]) and m[4:] == bytes([i % 251]) * int(sizes[i])
+                        got += 1
+                        block = 0
+
+                for i in range(n):
+                    q.put(i.to_bytes(4, "little") + bytes([i % 251]) * int(sizes[i]), timeout=30)
+                    if i % 512 == 0:
+                        drain(0)
+                t0 = time.monotonic()
+                while got < n and time.monotonic() - t0 < 60:
+                    drain(0.5)
+                assert got == n, f"{got} of {n} messages arrived"
+        finally:
+            stop(exp, *([imp] if imp else []))
+
+
+# ---------------------------------------------------------------------------- two hosts
+def _can_netns() -> Optional[str]:
+    if not LINUX or os.geteuid() != 0 or not shutil.which("ip"):
+        return "needs Linux, root and iproute2 to make network namespaces"
+    probe = f"sstprobe{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cannot create a network namespace here: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[tuple]:
+    why = _can_netns()
+    if why:
+        pytest.skip(why)
+    tag = uuid.uuid4().hex[:6]
+    ha, hb, va, vb = f"ssta{tag}", f"sstb{tag}", f"vssa{tag}", f"vssb{tag}"
+    ip_a, ip_b = "10.213.7.1", "10.213.7.2"  # only inside the two namespaces made here
+
+    def sh(*cmd: str) -> None:
+        subprocess.run(list(cmd), check=True, capture_output=True)
+
+    try:
+        sh("ip", "netns", "add", ha)
+        sh("ip", "netns", "add", hb)
+        sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
+        sh("ip", "link", "set", va, "netns", ha)
+        sh("ip", "link", "set", vb, "netns", hb)
+        for ns, dev, ip in ((ha, va, ip_a), (hb, vb, ip_b)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield (["ip", "netns", "exec", ha], ["ip", "netns", "exec", hb], ip_a, ip_b,
+               lambda up: sh("ip", "-n", ha, "link", "set", va, "up" if up else "down"))
+    finally:
+        subprocess.run(["ip", "netns", "del", ha], capture_output=True)
+        subprocess.run(["ip", "netns", "del", hb], capture_output=True)
+
+
+def test_link_cut_between_two_hosts_loses_nothing(unique_name, two_hosts):
+    """Exporter in namespace A, importer in namespace B (a veth pair); the link goes down for
+    3 s mid-stream: the state mirror never shows a torn value and resumes; the queue delivers
+    every message in order (the exporter's window holds them, then resends)."""
+    in_a, in_b, ip_a, _, link = two_hosts
+    port = 7447
+    st_name, q_name = unique_name + "-st", unique_name + "-q"
+    st_key, q_key = "sstest/" + uuid.uuid4().hex, "sstest/" + uuid.uuid4().hex
+    n = 20_000
+    # a producer in A: a state written with x == y == i and a queue of numbered messages
+    producer = textwrap.dedent(f"""
+        import sys, time, sharedstate as ss
+        st = ss.SharedState.create({st_name!r}, ss.CONTROLLER)
+        q = ss.Queue.create({q_name!r}, capacity=1 << 20)
+        print("ready", flush=True)
+        for i in range({n}):
+            st.write(x=i, y=i)
+            q.put(i.to_bytes(4, "little") * 16, timeout=60)
+            if i % 200 == 0:
+                time.sleep(0.01)
+        print("produced", flush=True)
+        sys.stdin.read()
+    """)
+    # /dev/shm is shared by the namespaces (network namespaces only): objects keep their names
+    prod = subprocess.Popen([sys.executable, "-c", producer], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs = [prod]
+    try:
+        assert prod.stdout is not None and "ready" in prod.stdout.readline()
+        exp = start(bridge_cmd("export", st_name, "--key", st_key, "--listen", f"tcp/{ip_a}:{port}"), in_a)
+        procs.append(exp)
+        wait_line(exp, "exporting")
+        exq = start(bridge_cmd("export", q_name, "--key", q_key, "--listen", f"tcp/{ip_a}:{port + 1}"), in_a)
+        procs.append(exq)
+        wait_line(exq, "exporting")
+        ims = start(bridge_cmd("import", st_key, "--as", st_name + "-m", "--connect", f"tcp/{ip_a}:{port}",
+                               "--listen", "tcp/127.0.0.1:0"), in_b)
+        imq = start(bridge_cmd("import", q_key, "--as", q_name + "-m", "--connect", f"tcp/{ip_a}:{port + 1}",
+                               "--listen", "tcp/127.0.0.1:0"), in_b)
+        procs += [ims, imq]
+        wait_line(ims, "importing")
+        wait_line(imq, "importing")
+        m = open_when_there(st_name + "-m")
+        out = ss.Queue.open(q_name + "-m")
+        got = 0
+        cut_done = False
+        t0 = time.monotonic()
+        last = -1
+        while got < n and time.monotonic() - t0 < 120:
+            s = m.read()
+            assert s.x == s.y, f"torn mirror value {s}"
+            assert s.x >= last
+            last = s.x
+            if not cut_done and got > n // 4:
+                link(False)
+                time.sleep(3)
+                link(True)
+                cut_done = True
+            try:
+                msg = out.get(timeout=0.2)
+            except TimeoutError:
+                continue
+            assert msg == got.to_bytes(4, "little") * 16, f"message {got} out of order or damaged"
+            got += 1
+        assert cut_done
+        assert got == n, f"{got} of {n} queue messages arrived after a 3 s link cut"
+        until(lambda: m.read().x == n - 1, 30, "state mirror catches up after the cut")
+        m.close()
+        out.close()
+    finally:
+        if prod.stdin:
+            prod.stdin.close()
+        stop(*reversed(procs))
+
+
+def test_frames_of_1mib_arrive_untorn(unique_name):
+    """Frames: 1 MiB frames, each one constant fill, exported and imported by two sessions;
+    every frame the reader of the mirror holds is whole (checked after use), never a mix."""
+    port = free_port()
+    src, mirror = unique_name + "-f", unique_name + "-fm"
+    key = "sstest/" + uuid.uuid4().hex
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    try:
+        with ss.Frames.create(src, (1024, 1024), np.uint8) as fr:
+            fr.publish(np.full((1024, 1024), 1, np.uint8))
+            ex = ss.bridge.export_frames(src, key, a)
+            im = ss.bridge.import_frames(key, mirror, b)
+            try:
+                with ss.Frames.open(mirror) as r:
+                    assert r.shape == (1024, 1024) and r.dtype == np.uint8
+                    until(lambda: r.version > 0, 10, "first frame mirrored")
+                    seen = set()
+                    writer_done = []
+
+                    def write() -> None:
+                        for i in range(2, 200):
+                            fr.publish(np.full((1024, 1024), i % 256, np.uint8))
+                        writer_done.append(True)
+
+                    import threading
+                    t = threading.Thread(target=write)
+                    t.start()
+                    v = r.version
+                    while not writer_done or len(seen) < 2:
+                        try:
+                            v = r.wait(since=v, timeout=2.0)
+                        except TimeoutError:
+                            if writer_done:
+                                break
+                            continue
+                        with r.latest() as f:
+                            first = int(f[0, 0])
+                            assert (f == first).all(), "a mirrored frame mixes two frames"
+                            seen.add(first)
+                        del f
+                    t.join()
+                    until(lambda: _latest_fill(r) == 199, 10, "the last frame arrives")
+                    assert len(seen) >= 2
+            finally:
+                im.close()
+                ex.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def _latest_fill(r) -> int:
+    with r.latest() as f:
+        v = int(f[0, 0])
+    del f
+    return v
