@@ -460,28 +460,27 @@ class _Import(_Link):
         pass
 
 
-class StateImport(_Import):
-    """A local mirror of the remote state ``key`` (see :func:`import_state`)."""
+class _LatestImport(_Import):
+    """States and frames: the latest value from ``K/data`` into the local object, in order."""
 
-    kind = "state"
+    local: Any
 
-    def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0) -> None:
-        from ._layout import Layout
-        from ._state import SharedState
+    def __init__(self, sess: Any, key: str, kind: str, timeout: float) -> None:
         super().__init__(sess, key)
-        meta = _query_meta(sess, key, timeout)
-        if meta.get("kind") != "state":
-            raise ValueError(f"bridge: key {key!r} is a {meta.get('kind')}, not a state (use import_{meta.get('kind')})")
-        layout = Layout._make(meta["fields"], meta["size"], meta["align"])
-        self.local = SharedState._create_mirror(local_name, layout, key)
-        self._size = layout.size
-        self._last = (-1, -1)
         self._lock = threading.Lock()
+        self._last = (-1, -1)  # (exporter epoch, version) of the value the mirror has
+        self._nbytes = 0
+        self.meta = _query_meta(sess, key, timeout)
+        if self.meta.get("kind") != kind:
+            raise ValueError(f"bridge: key {key!r} is a {self.meta.get('kind')}, not a {kind} "
+                             f"(use import_{self.meta.get('kind')})")
+
+    def _subscribe(self) -> None:
         try:
             zenoh = _zenoh()
             self._watch_alive()
             self._declared(zenoh.ext.declare_advanced_subscriber(
-                sess, f"{key}/data", self._on_data,
+                self.session, f"{self.key}/data", self._on_data,
                 history=zenoh.ext.HistoryConfig(detect_late_publishers=True, max_samples=1),
                 subscriber_detection=True))
         except BaseException:
@@ -490,8 +489,8 @@ class StateImport(_Import):
 
     def _on_data(self, sample: Any) -> None:
         b = sample.payload.to_bytes()
-        if len(b) != _DATA.size + self._size:
-            return
+        if len(b) != _DATA.size + self._nbytes:
+            return  # malformed: never written
         magic, epoch, version = _DATA.unpack_from(b)
         if magic != _DATA_MAGIC:
             return
@@ -499,7 +498,32 @@ class StateImport(_Import):
             if (epoch, version) != self._last and not (epoch == self._last[0] and version < self._last[1]):
                 self._last = (epoch, version)
                 if not self.local.closed:
-                    self.local.write(memoryview(b)[_DATA.size:])
+                    self._apply(memoryview(b)[_DATA.size:])
+
+    def _apply(self, payload: memoryview) -> None:
+        raise NotImplementedError
+
+    def _close_local(self) -> None:
+        with self._lock:
+            self.local.close()
+
+
+class StateImport(_LatestImport):
+    """A local mirror of the remote state ``key`` (see :func:`import_state`)."""
+
+    kind = "state"
+
+    def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0) -> None:
+        from ._layout import Layout
+        from ._state import SharedState
+        super().__init__(sess, key, "state", timeout)
+        layout = Layout._make(self.meta["fields"], self.meta["size"], self.meta["align"])
+        self.local = SharedState._create_mirror(local_name, layout, key)
+        self._nbytes = layout.size
+        self._subscribe()
+
+    def _apply(self, payload: memoryview) -> None:
+        self.local.write(payload)
 
     def _record_alive(self, alive: bool) -> None:
         with self._lock:
@@ -516,7 +540,7 @@ class StateImport(_Import):
             self.local.close()
 
 
-class FramesImport(_Import):
+class FramesImport(_LatestImport):
     """A local Frames mirror of the remote frames ``key`` (see :func:`import_frames`)."""
 
     kind = "frames"
@@ -524,13 +548,10 @@ class FramesImport(_Import):
     def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0, readers: int = 4) -> None:
         import numpy as np
         from . import Frames
-        super().__init__(sess, key)
-        meta = _query_meta(sess, key, timeout)
-        if meta.get("kind") != "frames":
-            raise ValueError(f"bridge: key {key!r} is a {meta.get('kind')}, not frames")
-        d = meta["dtype"]
+        super().__init__(sess, key, "frames", timeout)
+        d = self.meta["dtype"]
         dt = np.dtype([tuple(f) for f in d] if isinstance(d, list) else d)
-        shape = tuple(meta["shape"])
+        shape = tuple(self.meta["shape"])
         self.local = Frames.create(local_name, shape, dt, readers=readers, exist_ok=True)
         if tuple(self.local.shape) != shape or np.dtype(self.local.dtype) != dt:
             from ._core import LayoutMismatchError
@@ -538,35 +559,11 @@ class FramesImport(_Import):
             self.local.close()
             raise LayoutMismatchError(f"frames {local_name!r} exist as {got}, the source {key!r} sends {(shape, dt)}")
         self._nbytes = int(np.prod(shape)) * dt.itemsize
-        self._last = (-1, -1)
-        self._lock = threading.Lock()
-        try:
-            zenoh = _zenoh()
-            self._watch_alive()
-            self._declared(zenoh.ext.declare_advanced_subscriber(
-                sess, f"{key}/data", self._on_data,
-                history=zenoh.ext.HistoryConfig(detect_late_publishers=True, max_samples=1),
-                subscriber_detection=True))
-        except BaseException:
-            self.close()
-            raise
+        self._subscribe()
 
-    def _on_data(self, sample: Any) -> None:
-        b = sample.payload.to_bytes()
-        if len(b) != _DATA.size + self._nbytes:
-            return
-        magic, epoch, version = _DATA.unpack_from(b)
-        if magic != _DATA_MAGIC:
-            return
-        with self._lock:
-            if (epoch, version) != self._last and not (epoch == self._last[0] and version < self._last[1]):
-                self._last = (epoch, version)
-                with self.local.loan() as a:  # one copy, straight into the free slot
-                    a.reshape(-1).view("u1")[:] = memoryview(b)[_DATA.size:]
-
-    def _close_local(self) -> None:
-        with self._lock:
-            self.local.close()
+    def _apply(self, payload: memoryview) -> None:
+        with self.local.loan() as a:  # one copy, straight into the free slot
+            a.reshape(-1).view("u1")[:] = payload
 
 
 class QueueImport(_Import):
