@@ -25,33 +25,7 @@ using sharedstate::Frames;
 using sharedstate::Kind;
 using sharedstate::Layout;
 
-// (name, kind, itemsize, offset, count) tuples <-> Layout (the same convention as the state).
-Layout element_from(const py::sequence& fields, uint32_t size, uint32_t align) {
-    Layout L;
-    L.size = size;
-    L.align = align;
-    for (auto item : fields) {
-        auto t = item.cast<py::tuple>();
-        if (t.size() != 5) throw py::value_error("field spec is (name, kind, itemsize, offset, count)");
-        Field f;
-        f.name = t[0].cast<std::string>();
-        std::string k = t[1].cast<std::string>();
-        if (k.size() != 1) throw py::value_error("field kind is one letter");
-        f.kind = Kind(k[0]);
-        f.itemsize = t[2].cast<uint8_t>();
-        f.offset = t[3].cast<uint32_t>();
-        f.count = t[4].cast<uint32_t>();
-        L.fields.push_back(f);
-    }
-    return L;
-}
-
-py::list element_to(const Layout& L) {
-    py::list out;
-    for (const Field& f : L.fields)
-        out.append(py::make_tuple(f.name, std::string(1, char(f.kind)), int(f.itemsize), f.offset, f.count));
-    return out;
-}
+// Field specs <-> Layout: the state's conversion (common.hpp), the element is described the same way.
 
 struct PyFrames {
     mutable std::mutex m;
@@ -142,7 +116,7 @@ void bind_frames(py::module_& m) {
         .def_static("create", [](const std::string& name, std::vector<uint32_t> shape, py::sequence fields,
                                  uint32_t item_size, uint32_t align, bool scalar, uint32_t readers, bool exist_ok,
                                  bool persistent) {
-            FrameSpec spec{std::move(shape), element_from(fields, item_size, align), scalar};
+            FrameSpec spec{std::move(shape), layout_from(fields, item_size, align), scalar};
             sharedstate::FramesOptions opt;
             opt.readers = readers;
             opt.exist_ok = exist_ok;
@@ -158,7 +132,7 @@ void bind_frames(py::module_& m) {
             const FrameSpec& s = f->spec();
             py::tuple shape(s.shape.size());
             for (size_t i = 0; i < s.shape.size(); ++i) shape[i] = py::int_(s.shape[i]);
-            return py::make_tuple(shape, element_to(s.element), s.element.size, s.element.align, s.scalar);
+            return py::make_tuple(shape, layout_to(s.element), s.element.size, s.element.align, s.scalar);
         }, "(shape, fields, item_size, align, scalar)")
         .def("loan", [](const PyFrames& self, py::object timeout) {
             auto f = self.get();

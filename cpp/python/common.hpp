@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 #include <sharedstate/error.hpp>
+#include <sharedstate/layout.hpp>
 #include <sharedstate/wait.hpp>
 
 namespace sharedstate_py {
@@ -34,6 +35,10 @@ struct PythonErrorSet {};
 // An Interrupt for blocking calls made with the GIL released: every slice it takes the GIL
 // and runs the signal handlers; if one raised (KeyboardInterrupt), it throws.
 sharedstate::Interrupt gil_released_interrupt();
+
+// (name, kind, itemsize, offset, count) tuples <-> Layout (state_type.cpp; Frames' element too).
+sharedstate::Layout layout_from(const py::sequence& fields, uint32_t size, uint32_t align);
+py::list layout_to(const sharedstate::Layout& L);
 
 // seconds (None = forever) -> a nanosecond timeout; negative or NaN is a ValueError.
 std::chrono::nanoseconds timeout_from(const py::object& seconds, const char* what = "timeout");

@@ -950,7 +950,7 @@ PyObject* state_new(PyTypeObject* type, PyObject*, PyObject*) {
 // ------------------------------------------------------------------ pybind11 part
 namespace py = pybind11;
 
-static Layout layout_from(py::sequence fields, uint32_t size, uint32_t align) {
+Layout layout_from(const py::sequence& fields, uint32_t size, uint32_t align) {
     Layout L;
     L.size = size;
     L.align = align;
@@ -970,7 +970,7 @@ static Layout layout_from(py::sequence fields, uint32_t size, uint32_t align) {
     return L;
 }
 
-static py::list layout_to(const Layout& L) {
+py::list layout_to(const Layout& L) {
     py::list out;
     for (const Field& f : L.fields)
         out.append(py::make_tuple(f.name, std::string(1, char(f.kind)), int(f.itemsize), f.offset, f.count));
