@@ -42,14 +42,10 @@ def _percentile(xs: List[float], q: float) -> float:
 
 def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, out: TextIO = sys.stdout) -> int:
     name = name or f"sharedstate-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    sim = subprocess.Popen([str(simulator_path()), name, str(seconds), str(rate)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sim = _start_simulator(name, str(seconds), str(rate))
+    if sim is None:
+        return 1
     try:
-        ready = _read_line(sim, timeout=10.0)
-        if not ready.startswith("ready"):
-            err = sim.stderr.read() if sim.stderr and sim.poll() is not None else ""
-            print(f"demo: the simulator did not start: {ready!r} {err}", file=sys.stderr)
-            return 1
         st = SharedState.open(name)
         print(f"demo: reading '{name}' written by {simulator_path().name} (pid {sim.pid}) at {rate:.0f} Hz "
               f"for {seconds:g} s", file=out)
@@ -100,6 +96,21 @@ def run(seconds: float = 3.0, rate: float = 1000.0, name: Optional[str] = None, 
             sim.wait()
 
 
+def _start_simulator(name: str, *args: str) -> "Optional[subprocess.Popen[str]]":
+    """The simulator writing `name`, once it says it is ready (None, reported, if it is not)."""
+    sim = subprocess.Popen([str(simulator_path()), name, *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = _read_line(sim, timeout=10.0)
+    if ready.startswith("ready"):
+        return sim
+    err = sim.stderr.read() if sim.stderr and sim.poll() is not None else ""
+    print(f"demo: the simulator did not start: {ready!r} {err}", file=sys.stderr)
+    if sim.poll() is None:
+        sim.kill()
+    sim.wait()
+    return None
+
+
 def _read_line(proc: "subprocess.Popen[str]", timeout: float) -> str:
     box: List[str] = []
     out = proc.stdout
@@ -120,14 +131,10 @@ def run_frames(seconds: float = 3.0, rate: float = 60.0, name: Optional[str] = N
     from ._frames import Frames
 
     name = name or f"sharedstate-demo-frames-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    sim = subprocess.Popen([str(simulator_path()), name, str(seconds), str(rate), "--frames", size],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sim = _start_simulator(name, str(seconds), str(rate), "--frames", size)
+    if sim is None:
+        return 1
     try:
-        ready = _read_line(sim, timeout=10.0)
-        if not ready.startswith("ready"):
-            err = sim.stderr.read() if sim.stderr and sim.poll() is not None else ""
-            print(f"demo: the simulator did not start: {ready!r} {err}", file=sys.stderr)
-            return 1
         fr = Frames.open(name)
         h, w, _ = fr.shape
         print(f"demo: reading frames '{name}' ({w}x{h} RGBA, {fr.nbytes / 2**20:.1f} MiB each, {fr.info()['slots']} "
