@@ -359,37 +359,38 @@ def test_link_cut_between_two_hosts_loses_nothing(unique_name, two_hosts):
         procs += [ims, imq]
         wait_line(ims, "importing")
         wait_line(imq, "importing")
-        m = open_when_there(st_name + "-m")
-        out = ss.Queue.open(q_name + "-m")
-        got = 0
-        cut_done = False
-        t0 = time.monotonic()
-        last = -1
-        while got < n and time.monotonic() - t0 < 120:
-            s = m.read()
-            assert s.x == s.y, f"torn mirror value {s}"
-            assert s.x >= last
-            last = s.x
-            if not cut_done and got > n // 4:
-                link(False)
-                time.sleep(3)
-                link(True)
-                cut_done = True
-            try:
-                msg = out.get(timeout=0.2)
-            except TimeoutError:
-                continue
-            assert msg == got.to_bytes(4, "little") * 16, f"message {got} out of order or damaged"
-            got += 1
-        assert cut_done
-        assert got == n, f"{got} of {n} queue messages arrived after a 3 s link cut"
-        until(lambda: m.read().x == n - 1, 30, "state mirror catches up after the cut")
-        m.close()
-        out.close()
+        with open_when_there(st_name + "-m") as m, ss.Queue.open(q_name + "-m") as out:
+            _drain_across_a_cut(m, out, n, link)
     finally:
         if prod.stdin:
             prod.stdin.close()
         stop(*reversed(procs))
+
+
+def _drain_across_a_cut(m: ss.SharedState, out: ss.Queue, n: int, link) -> None:
+    got = 0
+    cut_done = False
+    t0 = time.monotonic()
+    last = -1
+    while got < n and time.monotonic() - t0 < 120:
+        s = m.read()
+        assert s.x == s.y, f"torn mirror value {s}"
+        assert s.x >= last
+        last = s.x
+        if not cut_done and got > n // 4:
+            link(False)
+            time.sleep(3)
+            link(True)
+            cut_done = True
+        try:
+            msg = out.get(timeout=0.2)
+        except TimeoutError:
+            continue
+        assert msg == got.to_bytes(4, "little") * 16, f"message {got} out of order or damaged"
+        got += 1
+    assert cut_done
+    assert got == n, f"{got} of {n} queue messages arrived after a 3 s link cut"
+    until(lambda: m.read().x == n - 1, 30, "state mirror catches up after the cut")
 
 
 def test_frames_of_1mib_arrive_untorn(unique_name):

@@ -54,8 +54,9 @@ _EXTRA_HINT = "sharedstate.bridge needs Eclipse Zenoh: pip install 'sharedstate[
 # K/data: magic, exporter epoch (random per export), version
 _DATA = struct.Struct("<4sQQ")
 _DATA_MAGIC = b"SSD1"
-# K/q: magic, epoch, batch sequence number, message count; then per message u32 length + bytes
-_BATCH = struct.Struct("<4sQQI")
+# K/q: magic, epoch, batch sequence number, base (every batch below it was acknowledged), message
+# count; then per message u32 length + bytes
+_BATCH = struct.Struct("<4sQQQI")
 _BATCH_MAGIC = b"SSQ1"
 _LEN = struct.Struct("<I")
 # K/ack: magic, epoch, highest batch delivered in order (+1), flags (1: a gap was seen: resend)
@@ -341,7 +342,7 @@ class QueueExport(_Export):
         zenoh = _zenoh()
         self.local = Queue.open(name)
         self.window, self.batch, self.resend_after = int(window), int(batch), float(resend_after)
-        self._unacked: Deque[Tuple[int, bytes]] = collections.deque()
+        self._unacked: Deque[Tuple[int, Tuple[int, bytes]]] = collections.deque()  # (seq, (count, body))
         self._unacked_bytes = 0
         self._acked = 0  # batches below this one were delivered
         self._next = 0
@@ -373,7 +374,7 @@ class QueueExport(_Export):
                 self._acked = upto
                 self._progress = time.monotonic()
                 while self._unacked and self._unacked[0][0] < upto:
-                    self._unacked_bytes -= len(self._unacked.popleft()[1])
+                    self._unacked_bytes -= len(self._unacked.popleft()[1][1])
             if flags & 1:
                 self._gap = True
             self._cv.notify_all()
@@ -404,15 +405,20 @@ class QueueExport(_Export):
                 size += len(m)
             seq = self._next
             self._next += 1
-            parts = [_BATCH.pack(_BATCH_MAGIC, self.epoch, seq, len(msgs))]
+            parts: List[bytes] = []  # the header is packed at each send (_send): its base is the current one
             for m in msgs:
                 parts.append(_LEN.pack(len(m)))
                 parts.append(m)
-            data = b"".join(parts)
+            body = (len(msgs), b"".join(parts))
             with self._cv:
-                self._unacked.append((seq, data))
-                self._unacked_bytes += len(data)
-            self._pub.put(data)
+                self._unacked.append((seq, body))
+                self._unacked_bytes += len(body[1])
+            self._send(seq, body)
+
+    def _send(self, seq: int, body: Tuple[int, bytes]) -> None:
+        with self._cv:
+            base = self._acked
+        self._pub.put(_BATCH.pack(_BATCH_MAGIC, self.epoch, seq, base, body[0]) + body[1])
 
     def _resend_if_needed(self) -> None:
         with self._cv:
@@ -422,10 +428,10 @@ class QueueExport(_Export):
             self._gap = False
             self._progress = time.monotonic()
             pending = list(self._unacked)
-        for _, data in pending:
+        for seq, body in pending:
             if self._stop.is_set():
                 return
-            self._pub.put(data)
+            self._send(seq, body)
 
     @property
     def pending(self) -> int:
@@ -608,11 +614,13 @@ class QueueImport(_Import):
         b = sample.payload.to_bytes()
         if len(b) < _BATCH.size:
             return
-        magic, epoch, seq, count = _BATCH.unpack_from(b)
+        magic, epoch, seq, base, count = _BATCH.unpack_from(b)
         if magic != _BATCH_MAGIC:
             return
         with self._lock:
-            expected = self._expected.setdefault(epoch, seq)  # a new exporter: start where it is
+            # First contact with this exporter: everything from its base on is ours to deliver
+            # (batches below it were acknowledged, by us or by an importer before us).
+            expected = self._expected.setdefault(epoch, base)
             if seq < expected:
                 self.duplicates += 1
                 return
