@@ -115,7 +115,7 @@ run_one() {  # NAME CONFIG FILE FLAGS
   local name=$1 cfg=$2 file=$3 extra=$4
   mkdir -p "$(dirname "$B/out/$name.log")"
   # shellcheck disable=SC2046,SC2086
-  if (cd "$SRC" && nice -n 10 "${BASE[@]}" $(cfg_flags "$cfg") $extra /Zs "$file") > "$B/out/$name.log" 2>&1; then
+  if (cd "$SRC" && nice -n 10 "${BASE[@]}" $(cfg_flags "$cfg") $extra /Zs -- "$file") > "$B/out/$name.log" 2>&1; then
     echo ok > "$B/out/$name.rc"
   else
     echo FAIL > "$B/out/$name.rc"
@@ -260,7 +260,7 @@ EOF
   printf '#include "leak_base.cpp"\n#include <sharedstate/sharedstate.hpp>\n' > "$B/tu/leak_ss.cpp"
   for t in base ss; do
     # shellcheck disable=SC2046
-    (cd "$SRC" && "${BASE[@]}" $(cfg_flags "$cfg") /EP /clang:-dM "$B/tu/leak_$t.cpp") 2> "$B/out/leak_$t.log" \
+    (cd "$SRC" && "${BASE[@]}" $(cfg_flags "$cfg") /EP /clang:-dM -- "$B/tu/leak_$t.cpp") 2> "$B/out/leak_$t.log" \
       | awk '$1 == "#define" { sub(/\(.*/, "", $2); print $2 }' | sort -u > "$B/out/leak_$t.txt" || true
   done
   if [ ! -s "$B/out/leak_base.txt" ] || [ ! -s "$B/out/leak_ss.txt" ]; then
