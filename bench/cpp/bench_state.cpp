@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
         // 1 MiB: SharedBlock and SharedState<T>, read and write, against memcpy of 1 MiB
         // between two private buffers (the floor: one raw copy of the payload). A write
         // stores two copies (the latch), so its target is 2.5x; a read copies once: 1.3x.
-        const long big_iters = std::max(20L, iters / 10000);
+        const long big_iters = (std::max)(20L, iters / 10000);
         const std::string bname = name + "-1m";
         auto big = SharedState<Payload1M>::create(bname);
         auto src = std::make_unique<Payload1M>();

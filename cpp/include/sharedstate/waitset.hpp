@@ -255,7 +255,7 @@ private:
                     spun = true;
                     const uint64_t start = detail::os::monotonic_ns(), end = start + spin_ns;
                     bool again = false;
-                    for (unsigned n = 0;; ++n) {
+                    for (;;) {
                         r = check(snap, consume);
                         if (!r.empty()) return r;
                         if (ctl.load(std::memory_order_relaxed) != ctl_seen) { again = true; break; }
