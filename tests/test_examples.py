@@ -139,7 +139,7 @@ def test_pipe_request_response(build, unique_name):
 @needs_cpp
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the legacy writer's POSIX branch")
 def test_attach_to_a_legacy_headerless_mapping(build, unique_name):
-    legacy = start([build("legacy_game"), unique_name, 2])
+    legacy = start([build("legacy_game"), unique_name, 8])  # long enough for a slow interpreter start-up (3.13t under load)
     try:
         r = python("attach_legacy.py", unique_name, "--reads", 20000)
     finally:
