@@ -25,7 +25,7 @@
 # ~55 min of make (4-7 min at -j1 on a quiet machine: ../shared/pythons/README.md); warm =
 # prepare 54 s (mounts), then per interpreter the extension build (268-723 s at this load)
 # and the suite. A quiet machine: ~30 min cold, ~12-15 min warm for the three.
-# env: PYTHONS="3.12 3.14 3.13t" (a subset runs only those), JOBS=1, NICE=10, MIRROR (default:
+# env: PYTHONS="3.12 3.14 3.13t" (a subset runs only those), JOBS=$(nproc), NICE=10, MIRROR (default:
 #      the host's Debian mirror), PYTEST_ARGS (default "tests -q"), SHAREDSTATE_PYTHONS_LOGS
 #      (default build/pythons/logs in the clone).  Every stage prints its time; exit 1 if any
 #      interpreter's run failed (or its environment could not be built).
@@ -35,7 +35,7 @@ root=$(pwd)
 cmd=${1:-run}
 C=$(readlink -m "${SHAREDSTATE_PYTHONS_CACHE:-/var/cache/sharedstate-pythons}")
 R=$C/sid
-PYTHONS=${PYTHONS:-3.12 3.14 3.13t} JOBS=${JOBS:-1} NICE=${NICE:-10}
+PYTHONS=${PYTHONS:-3.12 3.14 3.13t} JOBS=${JOBS:-$(nproc)} NICE=${NICE:-10}
 PYTEST_ARGS=${PYTEST_ARGS:-tests -q}
 L=$(readlink -m "${SHAREDSTATE_PYTHONS_LOGS:-$root/build/pythons/logs}")
 MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
@@ -246,6 +246,10 @@ sys.exit(0 if not sys._is_gil_enabled() else 3)" > "$LOGS/$TAG.gilcheck.log" 2>&
   cd "$SRC"; export PATH=$V/bin:$PATH
   "$V/bin/python" -m pytest "$@" -p no:cacheprovider -rfEx --junitxml="$LOGS/$TAG.xml" > "$LOGS/$TAG.pytest.log" 2>&1 || rc=1
   echo "[$TAG] $ver PYTHON_GIL=${PYTHON_GIL:-unset} pytest $(( $(date +%s)-t1 ))s :: $(tail -1 "$LOGS/$TAG.pytest.log")"
+  if [ $rc != 0 ]; then  # the failures themselves, not only the count: CI keeps stdout, not the logs
+    grep -E "^(FAILED|ERROR) " "$LOGS/$TAG.pytest.log" | head -20 | sed "s/^/[$TAG]   /"
+    awk "/^=+ FAILURES =+/{p=1} /^=+ short test summary/{p=0} p" "$LOGS/$TAG.pytest.log" | tail -120 | sed "s/^/[$TAG] | /"
+  fi
   exit $rc'
 
 if [ $ok312 = 1 ]; then
