@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 
 import pytest
+
+# A suite started in the background by a non-interactive shell (`cmd &`, nohup) inherits
+# SIGINT ignored, and so would every child it starts: the Ctrl-C tests would then test the
+# shell, not the library. Ctrl-C as a terminal user has it, for this process and its children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 LINUX = sys.platform.startswith("linux")
 WINDOWS = sys.platform == "win32"

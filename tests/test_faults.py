@@ -18,6 +18,7 @@ ahead of their turn (_started_ahead), so a kill lands in the role, not in interp
 """
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import random
@@ -454,11 +455,16 @@ def _cycle(name: str, i: int) -> None:
 def _leak_run(name: str, cycles: int, measure):
     for i in range(max(cycles // 10, 50)):  # warm-up: caches, allocator arenas
         _cycle(name, i)
+    # Objects of earlier tests (sessions, loops, threads) may still be waiting for the cycle
+    # collector and close their descriptors in the middle of the run (free-threaded 3.13 did):
+    # collect first, so the counts are this loop's own.
+    gc.collect()
     m0 = measure()
     t0 = time.monotonic()
     for i in range(cycles):
         _cycle(name, i)
     dt = time.monotonic() - t0
+    gc.collect()
     return m0, measure(), dt
 
 
@@ -490,7 +496,8 @@ def test_no_fd_mapping_or_rss_growth_over_many_cycles(unique_name):
         foreign.unlink()
     print(f"\nleaks over {CYCLES} cycles ({dt:.1f} s): fds {fd0}->{fd1}, mappings {maps0}->{maps1}, "
           f"RSS {rss0}->{rss1} KiB ({rss1 - rss0:+d})")
-    assert fd1 == fd0, "file descriptors leaked"
+    # Growth is a leak; a descriptor of something older closing during the run is not.
+    assert fd1 <= fd0, "file descriptors leaked"
     assert maps1 <= maps0 + 2, "mappings leaked"
     assert rss1 - rss0 < 4096, "RSS grew by more than 4 MiB"
 

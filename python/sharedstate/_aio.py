@@ -220,8 +220,9 @@ class _LoopWatcher:
                 if me is None or loop is None or loop.is_closed():
                     return
                 done.clear()
+                watcher: _LoopWatcher = me  # narrowed here: older mypy does not narrow in a default
 
-                def hand_over(r: List[Any] = ready, w: _LoopWatcher = me) -> None:
+                def hand_over(r: List[Any] = ready, w: _LoopWatcher = watcher) -> None:
                     try:
                         w._dispatch(r)
                     finally:
