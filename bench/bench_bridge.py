@@ -167,17 +167,22 @@ def role_bridge_frames_sink(port: int, tag: str, n: int) -> None:
     fr = ss.Frames.open(f"bb-{tag}-fm")
     print("ready", flush=True)
     v = fr.version
-    got = 0
+    got, last = 0, 0.0
     deadline = time.monotonic() + 120
+    # Latest-value: the mirror may skip frames the source published faster than the link took
+    # them, so "all n came" is not the end: no new frame for 2 s once some came is.
     while got < n and time.monotonic() < deadline:
         try:
-            nv = fr.wait(since=v, timeout=1.0)
+            nv = fr.wait(since=v, timeout=2.0 if got else 60.0)
         except TimeoutError:
-            continue
+            break
         with fr.latest() as a:
-            got += int(nv - v) if a.size else 0
+            if a.size:
+                got += int(nv - v)
+                last = time.time()
+        del a
         v = nv
-    print(json.dumps({"got": got, "t": time.time()}), flush=True)
+    print(json.dumps({"got": got, "t": last}), flush=True)
     fr.close()
     im.close()
     s.close()
