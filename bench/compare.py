@@ -769,7 +769,7 @@ def markdown(res):
               "have run for the whole read loop.", ""]
     if res.get("frames"):
         import frames_bench
-        L += [frames_bench.markdown(res["frames"]), ""]
+        L += [frames_bench.markdown(res["frames"], "frames.png" if res.get("frames_plot") else None), ""]
     if res.get("bridge"):
         from bench_bridge import markdown as bridge_markdown
         L += bridge_markdown(res["bridge"])
@@ -810,13 +810,9 @@ def plot(samples, rows, path):
     ax.set_xlabel("round trip, µs (log scale)")
     ax.set_ylabel("percent of round trips ≤ x")
     ax.set_ylim(0, 100)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.set_title("Cross-process round trip, 16 B, processes pinned to different CPUs")
-    ax.legend(fontsize=7.5, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path), None
+    from frames_bench import finish_plot
+    return finish_plot(plt, fig, ax, "Cross-process round trip, 16 B, processes pinned to different CPUs", path,
+                       "lower right", 7.5)
 
 
 BEGIN, END = "<!-- results:begin (written by compare.py --readme) -->", "<!-- results:end -->"
@@ -834,6 +830,8 @@ def update_readme(md, res):
     if res.get("plot"):
         shutil.copyfile(res["plot"], HERE / "roundtrip.png")
         body = body.replace(f"]({Path(res['plot']).name})", "](roundtrip.png)")
+    if res.get("frames_plot"):
+        shutil.copyfile(res["frames_plot"], HERE / "frames.png")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
     readme.write_text(f"{head}{BEGIN}\nReproduce with `{res['command']}`.\n{body}\n{END}{tail}")
@@ -848,7 +846,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(HERE / "results"), help="output folder (default bench/results)")
     ap.add_argument("--cpus", default=None, help="parent,child CPU numbers (default: the first two allowed)")
     ap.add_argument("--readme", action="store_true",
-                    help="also put this run's tables into bench/README.md and its plot into bench/roundtrip.png")
+                    help="also put this run's tables into bench/README.md and its plots into bench/roundtrip.png, bench/frames.png")
     ap.add_argument("--mechs", default=None,
                     help="only these cross-process mechanisms, comma-separated keys (e.g. ss_pipe,seqpacket)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds of every cross-process section")
@@ -906,7 +904,7 @@ def main(argv=None):
         res["arrays"] = run_arrays(cfg)
     if "frames" in only:
         log("frames ...")
-        import frames_bench  # bench/frames_bench.py: commit -> numpy array, 64 B .. 8 MiB
+        import frames_bench  # bench/frames_bench.py: commit -> numpy array, 64 B .. 32 MiB
         res["frames"] = frames_bench.run(quick=q, cpu_parent=cfg.cpu_parent, cpu_child=cfg.cpu_child, log=log)
     if "waitset" in only:  # WaitSet and asyncio wake latency (bench/waitset_bench.py)
         log("WaitSet / asyncio wake latency ...")
@@ -932,6 +930,8 @@ def main(argv=None):
         res["targets"] += [dict(t, pooled=None, reference="frames section") for t in frames_bench.targets(res["frames"])]
     if samples:
         res["plot"], res["plot_note"] = plot(samples, res["roundtrip"]["rows"], cfg.out / "roundtrip.png")
+    if res.get("frames"):
+        res["frames_plot"], _ = frames_bench.plot(res["frames"], cfg.out / "frames.png")
     md = markdown(res)
     (cfg.out / "compare.md").write_text(md + "\n")
     (cfg.out / "compare.json").write_text(json.dumps(res, indent=1, default=str) + "\n")

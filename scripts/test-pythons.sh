@@ -8,6 +8,9 @@
 #
 #   bash scripts/test-pythons.sh            prepare what is missing from the cache, then test
 #   bash scripts/test-pythons.sh prepare    only build the cache (chroot, 3.13t, venvs)
+#   bash scripts/test-pythons.sh bench      bench/compare.py on each instead of pytest
+#        (BENCH_ARGS, default "--only access,cxx,roundtrip,throughput,torn,arrays,frames";
+#        the peers that are not in the cached venvs are reported as skipped; results in the logs)
 #   bash scripts/test-pythons.sh clean      unmount and delete the cache
 #
 # The expensive parts live OUTSIDE the clone, in $SHAREDSTATE_PYTHONS_CACHE
@@ -81,7 +84,7 @@ if [ "$cmd" = clean ]; then
   rm -rf --one-file-system "$C" && say "removed $C"
   exit 0
 fi
-[ "$cmd" = run ] || [ "$cmd" = prepare ] || { echo "usage: test-pythons.sh [run|prepare|clean]"; exit 2; }
+[ "$cmd" = run ] || [ "$cmd" = prepare ] || [ "$cmd" = bench ] || { echo "usage: test-pythons.sh [run|prepare|bench|clean]"; exit 2; }
 
 # one run at a time per cache (the chroot's mounts, venvs and /dev/shm are shared)
 mkdir -p "$C"
@@ -210,6 +213,10 @@ if [ "$cmd" = prepare ]; then
 fi
 
 # ------------------------------------------------------------------ the run
+if [ "$cmd" = bench ]; then
+  export BENCH_ARGS=${BENCH_ARGS:---only access,cxx,roundtrip,throughput,torn,arrays,frames}
+  NICE=0
+fi
 # the C++ peers of the cross-language tests: Python-independent, built once (host glibc/libstdc++
 # are older than sid's, so the same binaries run in the chroot)
 tc=$(date +%s)
@@ -248,6 +255,12 @@ sys.exit(0 if not sys._is_gil_enabled() else 3)" > "$LOGS/$TAG.gilcheck.log" 2>&
     else echo "[$TAG] import check FAILED (rc=$g): the GIL was re-enabled: $(tail -2 "$LOGS/$TAG.gilcheck.log")"; rc=1; fi
   fi
   cd "$SRC"; export PATH=$V/bin:$PATH
+  if [ -n "${BENCH_ARGS:-}" ]; then  # bench mode: compare.py instead of the suite, not niced
+    renice -n 0 $$ >/dev/null 2>&1
+    "$V/bin/python" bench/compare.py $BENCH_ARGS --out "$LOGS/bench-$TAG" > "$LOGS/$TAG.bench.log" 2>&1 || rc=1
+    echo "[$TAG] $ver PYTHON_GIL=${PYTHON_GIL:-unset} bench/compare.py $BENCH_ARGS: $(tail -1 "$LOGS/$TAG.bench.log")"
+    exit $rc
+  fi
   "$V/bin/python" -m pytest "$@" -p no:cacheprovider -rfEx --junitxml="$LOGS/$TAG.xml" > "$LOGS/$TAG.pytest.log" 2>&1 || rc=1
   echo "[$TAG] $ver PYTHON_GIL=${PYTHON_GIL:-unset} pytest $(( $(date +%s)-t1 ))s :: $(tail -1 "$LOGS/$TAG.pytest.log")"
   if [ $rc != 0 ]; then  # the failures themselves, not only the count: CI keeps stdout, not the logs
@@ -270,6 +283,7 @@ if [ $ok314 = 1 ] || [ $ok313t = 1 ]; then
   copy_src "$R/root/run/src"; printf '%s\n' "$one_script" > "$R/root/run/one.sh"
   cp -a "$bin"/. "$R/root/run/bin/" 2>/dev/null
   chroot_env=(SHAREDSTATE_TEST_BIN=/root/run/bin)
+  [ -n "${BENCH_ARGS:-}" ] && chroot_env+=("BENCH_ARGS=$BENCH_ARGS")
   if [ $ok314 = 1 ]; then
     t=$(date +%s)
     in_chroot "${chroot_env[@]}" -- "bash /root/run/one.sh /root/venv-3.14 py3.14 /root/run/src /root/run/logs $JOBS $PYTEST_ARGS" \

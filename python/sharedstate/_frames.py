@@ -222,7 +222,10 @@ class Frames:
         return f"<Frames {self.name!r} {self._shape} {self._dtype} version={self.version}>"
 
     def _array(self, buf: Any) -> np.ndarray:
-        return np.frombuffer(buf, dtype=self._dtype, count=self._count).reshape(self._shape)
+        # One constructor call over the slot (its base keeps buf, the loan or the pin, alive;
+        # read-only when buf is): after a big frame has evicted the caches, every Python-level
+        # step of the reader's path is a cache miss, so the path is kept short.
+        return np.ndarray(self._shape, self._dtype, buf)
 
 
 class _Loan:
