@@ -15,7 +15,9 @@ failed=()
 
 # ---------------------------------------------------------------- 1. system packages
 need=()
-for p in cmake g++ python3-venv; do
+# the qt extra's PySide6 (tests/test_aio.py runs examples/qt_controller.py offscreen) needs GL,
+# EGL, fontconfig, GLib, xkbcommon and D-Bus from the system
+for p in cmake g++ python3-venv libegl1 libgl1 libfontconfig1 libglib2.0-0 libxkbcommon0 libdbus-1-3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 command -v cmake >/dev/null && need=("${need[@]/cmake}")
@@ -30,9 +32,9 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating venv $venv"
   python3 -m venv "$venv" || exit 1
 fi
-log "pip install .[test,zenoh]"
+log "pip install .[test,zenoh,qt]"
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$venv/bin/python" -m pip install -q ".[test,zenoh]" || { echo "pip install failed"; exit 1; }
+"$venv/bin/python" -m pip install -q ".[test,zenoh,qt]" || { echo "pip install failed"; exit 1; }
 export PATH="$venv/bin:$PATH"
 
 # ---------------------------------------------------------------- 3. C++ build (the tests' helpers too)

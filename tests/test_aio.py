@@ -3,6 +3,7 @@ cancellation that never loses a message."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import random
 import subprocess
@@ -242,3 +243,19 @@ def test_helper_thread_way(unique_name, monkeypatch):
     finally:
         st.close()
         q.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("PySide6") is None,
+                    reason="PySide6 is not installed (the qt extra: pip install '.[qt]')")
+def test_qt_example_redraws_on_every_change_without_polling(unique_name):
+    """examples/qt_controller.py: Qt's own loop wakes through the WaitSet's handle (offscreen)."""
+    path = os.path.join(os.path.dirname(HERE), "examples", "qt_controller.py")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, path, unique_name, "--demo", "--seconds", "2"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    draws = [ln for ln in r.stdout.splitlines() if ln.startswith("redraw: ")]
+    assert draws, r.stdout + r.stderr
+    versions = [int(ln.split()[1][1:]) for ln in draws]
+    assert versions == sorted(set(versions)), draws  # one redraw per change seen, never a repeat
+    assert draws[-1].endswith("x=3  y=6  running=True"), draws  # the last write is on screen
