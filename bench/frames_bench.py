@@ -9,6 +9,9 @@ through a tiny control block). Mechanisms:
                 here with the C++ compiler found): it fills a loaned slot in place before t0,
                 then commit(); the Python reader wait()s and holds latest() (zero-copy, pinned).
   ss_frames     the same with a Python writer (``with fr.loan() as a: a[...] = frame``).
+  iox_slice     iceoryx2 publish-subscribe of a u8 Slice: the writer fills loan_slice_uninit()
+                in place before t0, then send(); the reader busy-polls receive() and holds a
+                numpy array over the sample's memory (zero-copy; the sample is kept while held).
   zenoh_shm     eclipse-zenoh with its shared-memory provider (peer to peer over loopback): the
                 writer fills an alloc()ed ZShmMut before t0, then put(); the reader's subscriber
                 callback holds np.frombuffer(sample.payload.to_bytes()) (zenoh has no buffer
@@ -39,12 +42,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SIZES = (64, 4096, 65536, 1 << 20, 8 << 20, 32 << 20)
-MECHS = ("ss_frames_cxx", "ss_frames", "ss_state", "shm_seqlock", "zenoh_shm")
+MECHS = ("ss_frames_cxx", "ss_frames", "ss_state", "shm_seqlock", "iox_slice", "zenoh_shm")
 NAMES = {"ss_frames_cxx": "sharedstate Frames, C++ writer (zero-copy, pinned)",
          "ss_frames": "sharedstate Frames, Python writer (zero-copy, pinned)",
          "ss_state": "sharedstate SharedState (array field)",
          "shm_seqlock": "stdlib shared_memory + hand-rolled seqlock copy",
          "zenoh_shm": "zenoh shared-memory pub/sub (one copy to numpy)",
+         "iox_slice": "iceoryx2 pub/sub, loaned slice (zero-copy, busy-polling receive)",
          "memcpy": "(reference) one memcpy of the frame, one process"}
 CTX = mp.get_context("fork")
 
@@ -113,6 +117,46 @@ def _writer(mech, name, ctrl_name, size, n, cpu, ready):
             data[...] = frame
             seq[0] = s + 2
     del a
+    ctrl.close()
+
+
+def _iox_service(name, size):
+    import ctypes
+    import iceoryx2 as iox
+    try:
+        iox.set_log_level(iox.LogLevel.Error)
+    except Exception:  # noqa: BLE001
+        pass
+    node = iox.NodeBuilder.new().create(iox.ServiceType.Ipc)
+    b = node.service_builder(iox.ServiceName.new(name)).publish_subscribe(iox.Slice[ctypes.c_uint8])
+    svc = b.subscriber_max_buffer_size(2).history_size(0).enable_safe_overflow(True).open_or_create()
+    return iox, node, svc
+
+
+def _iox_writer(name, ctrl_name, size, n, cpu, ready):
+    _pin(cpu)
+    ctrl = Ctrl(ctrl_name, False)
+    a = ctrl.a
+    iox, node, svc = _iox_service(name, size)
+    pub = svc.publisher_builder().initial_max_slice_len(size).create()
+    dl = time.monotonic() + 20
+    while svc.dynamic_config.number_of_subscribers == 0 and time.monotonic() < dl:
+        pub.update_connections()
+        time.sleep(0.001)
+    ready.set()
+    for i in range(1, n + 1):
+        smp = pub.loan_slice_uninit(size)
+        v = np.frombuffer(smp.payload().as_memory_view(), np.uint8)
+        v[...] = 7  # rendered in place (not timed)
+        v[0] = i & 255
+        del v
+        smp = smp.assume_init()
+        a[2] = i
+        while a[0] != i:
+            pass
+        a[1] = time.monotonic_ns()
+        smp.send()
+    del a, pub, svc, node
     ctrl.close()
 
 
@@ -191,6 +235,14 @@ def cxx_peer(out_dir=None):
 
 def _reader_one(mech, obj, state):
     """Block (spinning) until the next frame, return it as a numpy array held by us."""
+    if mech == "iox_slice":
+        state.pop("sample", None)  # the previous frame goes back to the writer's pool
+        sub = obj[0]
+        smp = sub.receive()
+        while smp is None:
+            smp = sub.receive()
+        state["sample"] = smp  # the array below is a view of its memory: hold it while used
+        return np.frombuffer(smp.payload().as_memory_view(), np.uint8), None
     if mech == "zenoh_shm":
         ev, got = obj
         if not ev.wait(30):
@@ -230,6 +282,9 @@ def measure(mech, size, n, cpu_parent=0, cpu_child=1):
     sess = None
     if mech in ("ss_frames", "ss_frames_cxx"):
         obj = holder = ss.Frames.create(name, size, np.uint8, readers=4)
+    elif mech == "iox_slice":
+        _, node, svc = _iox_service(name, size)
+        obj = (svc.subscriber_builder().create(), svc, node)
     elif mech == "zenoh_shm":
         import threading
         import zenoh
@@ -264,6 +319,10 @@ def measure(mech, size, n, cpu_parent=0, cpu_child=1):
         p.is_alive = lambda: p.poll() is None
         p.join = lambda t: p.wait(t)
         ready = None
+    elif mech == "iox_slice":
+        ready = CTX.Event()
+        p = CTX.Process(target=_iox_writer, args=(name, ctrl_name, size, n, cpu_child, ready))
+        p.start()
     elif mech == "zenoh_shm":
         sctx = mp.get_context("spawn")
         ready = sctx.Event()
@@ -309,8 +368,11 @@ def measure(mech, size, n, cpu_parent=0, cpu_child=1):
             del obj, got
         del a
         ctrl.close(unlink=True)
-        if mech == "zenoh_shm":
+        if mech in ("zenoh_shm",):
             pass
+        elif mech == "iox_slice":
+            state.pop("sample", None)
+            del obj
         elif mech == "shm_seqlock":
             del obj
             holder.close()
