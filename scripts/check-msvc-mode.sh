@@ -7,6 +7,8 @@
 #
 #   MSVC_JOBS=N            translation units compiled in parallel (default: nproc)
 #   MSVC_CONFIGS="..."     targets:standards to check (default: all of x64:17 x64:20 arm64:17 arm64:20 x86:17 x86:20)
+#   MSVC_SOURCE_CONFIGS="..." the configs that also compile tests/tools/examples/bench/cpp/python (default: all
+#                          of MSVC_CONFIGS; the first config always does; the others check headers and include orders)
 #   MSVC_ONLY=REGEX        only the TUs whose name (CONFIG/KIND_FILE, e.g. x64_c++20/io_win_first) matches (development)
 #   NO_PYTHON=1            skip cpp/python (no PyPI download)
 #   SHAREDSTATE_MSVC_CACHE where the PyPI downloads are kept between runs (default /var/cache/sharedstate-msvc,
@@ -41,6 +43,10 @@ B=$(realpath -m "${1:-$SRC/build/msvc}")
 t0=$(date +%s); log() { echo "[msvc-mode +$(( $(date +%s) - t0 ))s] $*"; }
 JOBS=${MSVC_JOBS:-$(nproc)}
 CONFIGS=${MSVC_CONFIGS:-x64:17 x64:20 arm64:17 arm64:20 x86:17 x86:20}
+# The configs in which the sources (tests, tools, examples, bench, the Python extension) are
+# compiled too; the others check every header alone and every include order (default: all).
+SOURCE_CONFIGS=${MSVC_SOURCE_CONFIGS:-$CONFIGS}
+case " $SOURCE_CONFIGS " in *" ${CONFIGS%% *} "*) ;; *) SOURCE_CONFIGS="${CONFIGS%% *} $SOURCE_CONFIGS" ;; esac
 
 # ------------------------------------------------------------------ 1. packages (Debian)
 pkgs=(clang-19 libc++-19-dev mingw-w64-common python3 python3-pip); missing=()
@@ -215,6 +221,7 @@ for cfg in $CONFIGS; do
   c=${cfg/:/_c++}
   for h in $HEADERS; do id=$(echo "$h" | tr / _); add "$c/hdr_$id" "$cfg" "$B/tu/hdr_$id.cpp"; done
   for v in "$B"/tu/io_*.cpp; do add "$c/$(basename "$v" .cpp)" "$cfg" "$v"; done
+  case " $SOURCE_CONFIGS " in *" $cfg "*) ;; *) continue ;; esac  # headers and include orders only
   for f in $SOURCES; do add "$c/src_$(echo "$f" | tr / _)" "$cfg" "$f"; done
   if [ "${NO_PYTHON:-0}" != 1 ]; then
     case $cfg in x64:*|arm64:*)
