@@ -405,8 +405,13 @@ def _n(mech, size, quick):
 
 def run(quick=False, cpu_parent=0, cpu_child=1, log=print, mechs=MECHS, sizes=SIZES):
     rows = {}
+    import importlib.util
     for mech in mechs:
         rows[mech] = {}
+        need = {"iox_slice": "iceoryx2", "zenoh_shm": "zenoh"}.get(mech)
+        if need and importlib.util.find_spec(need) is None:
+            rows[mech] = {str(size): {"skipped": f"{need} is not installed"} for size in sizes}
+            continue
         for size in sizes:
             if mech == "zenoh_shm" and size < 4096:
                 rows[mech][str(size)] = {"skipped": "below zenoh's shared-memory threshold (3072 B)"}
@@ -452,8 +457,13 @@ def markdown(sec, plot_name=None):
             cells.append("–" if "skipped" in r or not r else f"{r['p50_us']:.1f}")
         name = NAMES.get(m, m)
         L.append(f"| {'**' + name + '**' if m.startswith('ss_frames') else name} | " + " | ".join(cells) + " |")
-    skipped = {f"{m} {_size(int(s))}: {r['skipped']}" for m, by in sec["rows"].items() for s, r in by.items()
-               if "skipped" in r}
+    skipped = set()
+    for m, by in sec["rows"].items():
+        why = {r["skipped"] for r in by.values() if "skipped" in r}
+        if len(why) == 1 and all("skipped" in r for r in by.values()):
+            skipped.add(f"{m}: {why.pop()}")
+        else:
+            skipped |= {f"{m} {_size(int(s))}: {r['skipped']}" for s, r in by.items() if "skipped" in r}
     if skipped:
         L += ["", "Not measured: " + "; ".join(sorted(skipped)) + "."]
     L += ["", "| target | measured | limit | status |", "| --- | ---: | --- | --- |"]

@@ -296,7 +296,7 @@ if [ $ok314 = 1 ] || [ $ok313t = 1 ]; then
       "bash /root/run/one.sh /root/venv-3.13t py3.13t-gil0 /root/run/src /root/run/logs $JOBS $PYTEST_ARGS_313T" || failed+=("3.13t")
     say "stage 3.13t (PYTHON_GIL=0): $(( $(date +%s) - t ))s"
   fi
-  cp -f "$R"/root/run/logs/* "$L/" 2>/dev/null
+  cp -rf "$R"/root/run/logs/* "$L/" 2>/dev/null
 fi
 
 say "done in $(( $(date +%s) - t00 ))s (cache: $(du -sxh "$C" 2>/dev/null | cut -f1); logs: $L)"
