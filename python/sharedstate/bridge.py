@@ -330,27 +330,6 @@ class FramesExport(_LatestExport):
             version = int(self.local.version)
             return a.tobytes(), version
 
-    # Frames of at least this many bytes go out in zenoh shared memory: zenoh hands them to
-    # local subscribers without a copy through the socket, and sends the bytes to remote ones.
-    SHM_MIN = 64 << 10
-    _shm: Any = None
-
-    def _encode(self, zenoh: Any, head: bytes, payload: bytes) -> Any:
-        n = len(head) + len(payload)
-        if n >= self.SHM_MIN and self._shm is not False:
-            try:
-                if self._shm is None:  # room for a few frames in flight: the rest wait or go by copy
-                    self._shm = zenoh.shm.ShmProvider.default_backend(4 * n)
-                buf = self._shm.alloc(n, policy=zenoh.shm.GarbageCollect())
-                buf[0:len(head)] = head
-                buf[len(head):n] = payload
-                return buf
-            except AttributeError:  # a zenoh built without shared memory
-                self._shm = False
-            except Exception:  # noqa: BLE001 - the pool is full (slow subscribers): this one by copy
-                pass
-        return zenoh.ZBytes(head + payload)
-
     def _close_local(self) -> None:
         self.local.close()
 
