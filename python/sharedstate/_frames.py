@@ -250,14 +250,16 @@ class _Loan:
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         a, loan = self._a, self._l
         del self._a, self._l
-        if exc_type is None:
-            # Commit first: the reader waits on it, and after a big fill every Python step here
-            # is a cache miss. The array is made read-only right after (nothing else runs on
-            # this thread in between, and the slot is not reused before the next loan).
-            self.version = int(loan.commit())
-        else:
-            loan.cancel()
-        a.setflags(write=False)
+        try:
+            if exc_type is None:
+                # Commit first: the reader waits on it, and after a big fill every Python step
+                # here is a cache miss. The array is made read-only right after (nothing else
+                # runs on this thread in between, and the slot is not reused before the next loan).
+                self.version = int(loan.commit())
+            else:
+                loan.cancel()
+        finally:
+            a.setflags(write=False)
 
 
 class _Latest:

@@ -255,11 +255,8 @@ class _LatestExport(_Export):
                 continue
             payload, version = self._take()
             head = _DATA.pack(_DATA_MAGIC, self.epoch, version)
-            self._pub.put(self._encode(zenoh, head, payload))
+            self._pub.put(zenoh.ZBytes(head + payload))
             since = version
-
-    def _encode(self, zenoh: Any, head: bytes, payload: bytes) -> Any:
-        return zenoh.ZBytes(head + payload)
 
     def _wait(self, since: int) -> Optional[int]:
         """The version to send now, or None (nothing new within ``poll``: check liveness)."""
