@@ -8,7 +8,9 @@ through a tiny control block). Mechanisms:
   ss_frames_cxx sharedstate.Frames with the game's side in C++ (bench/cpp/frames_peer.cpp, built
                 here with the C++ compiler found): it fills a loaned slot in place before t0,
                 then commit(); the Python reader wait()s and holds latest() (zero-copy, pinned).
-  ss_frames     the same with a Python writer (``with fr.loan() as a: a[...] = frame``).
+  ss_frames     the same with a Python writer (``with fr.loan() as a:``, rendered in place).
+  ss_frames_copy the same Python writer, rendering by copying a ready frame from a private numpy
+                array (``a[...] = frame``): the copy reads 8 MiB through the cache before t0.
   iox_slice     iceoryx2 publish-subscribe of a u8 Slice: the writer fills loan_slice_uninit()
                 in place before t0, then send(); the reader busy-polls receive() and holds a
                 numpy array over the sample's memory (zero-copy; the sample is kept while held).
@@ -24,7 +26,12 @@ through a tiny control block). Mechanisms:
                 retries if the sequence moved.
 
 Frames' writer fills the next slot before the reader asks (rendering is the game's work, not
-the transport's), so t0 is its commit; the copying mechanisms copy after t0 (their publish is
+the transport's), so t0 is its commit. Every in-place writer (C++ peer, ss_frames, iox_slice)
+renders the same way, :func:`_render`: the C library's memset of the whole slot (for large
+sizes glibc streams it past the cache) and the frame number in the first byte. A render that
+reads its source through the cache (ss_frames_copy) leaves the reader's own code and data
+evicted on this 2-vCPU VM, so its next wake costs more whatever carried the frame (see
+bench/README.md, "Frames across sizes"); the copying mechanisms copy after t0 (their publish is
 the copy). t0 and t1 are time.monotonic_ns() (CLOCK_MONOTONIC: the same clock in both processes).
 """
 from __future__ import annotations
@@ -42,9 +49,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SIZES = (64, 4096, 65536, 1 << 20, 8 << 20, 32 << 20)
-MECHS = ("ss_frames_cxx", "ss_frames", "ss_state", "shm_seqlock", "iox_slice", "zenoh_shm")
+MECHS = ("ss_frames_cxx", "ss_frames", "ss_frames_copy", "ss_state", "shm_seqlock", "iox_slice", "zenoh_shm")
 NAMES = {"ss_frames_cxx": "sharedstate Frames, C++ writer (zero-copy, pinned)",
          "ss_frames": "sharedstate Frames, Python writer (zero-copy, pinned)",
+         "ss_frames_copy": "sharedstate Frames, Python writer copying a ready frame into the loan",
          "ss_state": "sharedstate SharedState (array field)",
          "shm_seqlock": "stdlib shared_memory + hand-rolled seqlock copy",
          "zenoh_shm": "zenoh shared-memory pub/sub (one copy to numpy)",
@@ -76,13 +84,22 @@ class Ctrl:
             self.shm.unlink()
 
 
+def _render(arr, i):
+    """Frame i rendered in place, exactly as bench/cpp/frames_peer.cpp does it: memset of the
+    whole buffer (the same C library call), then the frame number in the first byte."""
+    import ctypes
+    ctypes.memset(arr.ctypes.data, 7, arr.nbytes)
+    arr[0] = i & 255
+
+
 def _writer(mech, name, ctrl_name, size, n, cpu, ready):
     import sharedstate as ss
     _pin(cpu)
     ctrl = Ctrl(ctrl_name, False)
     a = ctrl.a
     frame = np.full(size, 7, np.uint8)
-    if mech == "ss_frames":
+    frames = mech in ("ss_frames", "ss_frames_copy")
+    if frames:
         fr = ss.Frames.open(name)
     elif mech == "ss_state":
         st = ss.SharedState.open(name)
@@ -94,17 +111,20 @@ def _writer(mech, name, ctrl_name, size, n, cpu, ready):
     ready.set()
     for i in range(1, n + 1):
         frame[:8] = i & 255
-        if mech == "ss_frames":
+        if frames:
             # Rendered in place before the frame exists (the game's work, not transport): loan
             # and fill, then wait for the reader's request and commit.
             cm = fr.loan()
             buf = cm.__enter__()
-            buf[...] = frame
+            if mech == "ss_frames":
+                _render(buf, i)
+            else:
+                buf[...] = frame
             del buf
         a[2] = i  # frame i is ready to go: the reader may ask for it
         while a[0] != i:
             pass
-        if mech == "ss_frames":
+        if frames:
             a[1] = time.monotonic_ns()
             cm.__exit__(None, None, None)  # commit
         elif mech == "ss_state":
@@ -147,8 +167,7 @@ def _iox_writer(name, ctrl_name, size, n, cpu, ready):
     for i in range(1, n + 1):
         smp = pub.loan_slice_uninit(size)
         v = np.frombuffer(smp.payload().as_memory_view(), np.uint8)
-        v[...] = 7  # rendered in place (not timed)
-        v[0] = i & 255
+        _render(v, i)  # rendered in place (not timed)
         del v
         smp = smp.assume_init()
         a[2] = i
@@ -251,7 +270,7 @@ def _reader_one(mech, obj, state):
         arr, t1 = got.pop()
         state["t1"] = t1
         return arr, None
-    if mech in ("ss_frames", "ss_frames_cxx"):
+    if mech in ("ss_frames", "ss_frames_cxx", "ss_frames_copy"):
         state["v"] = obj.wait(since=state["v"], timeout=30)
         cm = obj.latest()
         arr = cm.__enter__()
@@ -280,7 +299,7 @@ def measure(mech, size, n, cpu_parent=0, cpu_child=1):
     state = {"v": 0}
     holder = None
     sess = None
-    if mech in ("ss_frames", "ss_frames_cxx"):
+    if mech in ("ss_frames", "ss_frames_cxx", "ss_frames_copy"):
         obj = holder = ss.Frames.create(name, size, np.uint8, readers=4)
     elif mech == "iox_slice":
         _, node, svc = _iox_service(name, size)

@@ -122,6 +122,44 @@ def test_loan_dropped_on_exception(unique_name):
         assert fr.info()["writer_pid"] is None  # the lock was released
 
 
+def test_loan_block_is_entered_once_and_locks_only_inside(unique_name):
+    with ss.Frames.create(unique_name, 16, np.uint8) as fr:
+        cm = fr.loan(timeout=0)
+        assert fr.info()["writer_pid"] is None  # the lock is taken by entering the block
+        assert cm.version is None
+        with cm as a:
+            assert fr.info()["writer_pid"] == os.getpid()
+            a[...] = 5
+            inner = a[2:4]
+        assert cm.version == 1 == fr.version
+        assert not a.flags.writeable
+        with pytest.raises(ValueError):
+            a[0] = 1
+        with pytest.raises(ValueError, match="entered once"):
+            with cm:
+                pass
+        with pytest.raises(ValueError, match="committed or cancelled"):
+            cm.commit()
+        assert fr.info()["writer_pid"] is None
+        del inner
+
+
+def test_loan_entered_and_dropped_without_exit_releases_the_lock(unique_name):
+    import gc
+    with ss.Frames.create(unique_name, 16, np.uint8) as fr:
+        cm = fr.loan()
+        a = cm.__enter__()
+        a[...] = 3
+        assert fr.info()["writer_pid"] == os.getpid()
+        del cm, a  # neither committed nor cancelled: dropped, never published
+        gc.collect()
+        assert fr.info()["writer_pid"] is None and fr.version == 0
+        with fr.loan(timeout=0) as b:
+            b[...] = 4
+        with fr.latest() as c:
+            assert (c == 4).all()
+
+
 def test_errors_kinds_and_lifetime(unique_name):
     with pytest.raises(FileNotFoundError):
         ss.Frames.open(unique_name)

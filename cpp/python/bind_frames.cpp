@@ -43,6 +43,15 @@ struct FrameLoan {
     std::mutex m;
     std::shared_ptr<Frames> f;  // declared first: destroyed after the loan
     Frames::Loan loan;
+    // The context-manager form (Frames.loan() in Python, FramesCore.loan_block): the loan is
+    // taken by __enter__, which returns owner._array(self); __exit__ commits or cancels and
+    // makes that array read-only. A weak reference: the array's base is this object.
+    std::chrono::nanoseconds timeout{0};
+    py::object owner;
+    py::object array_ref;
+    bool entered = false;
+    bool has_committed = false;
+    uint64_t committed = 0;
 };
 
 // Holds the pin only (the View keeps its own share of the mapping), not the Frames: an array
@@ -75,31 +84,142 @@ static bool waitset_source_frames(py::handle o, sharedstate::detail::WaitSource&
     return true;
 }
 
+// FrameLoan.commit as a plain CPython method (METH_NOARGS) instead of a pybind11 function.
+// A commit follows the writer's fill, and a big fill has evicted the caches and the TLB: the
+// dispatcher's generic path (function records, argument loaders, type-info lookups) then costs
+// ~17 µs of misses on our 2-vCPU VM for an 8 MiB frame, against ~1 µs warm (bench/README.md,
+// "Frames across sizes"). This path touches the loan, the segment's header and little else.
+// The method descriptor checks that self is a FrameLoan before the call.
+static PyObject* loan_commit_fast(PyObject* self, PyObject*) {
+    auto* inst = reinterpret_cast<py::detail::instance*>(self);
+    py::detail::value_and_holder vh = inst->get_value_and_holder(nullptr, false);
+    if (!vh || !vh.holder_constructed()) {
+        PyErr_SetString(PyExc_TypeError, "FrameLoan.commit: the loan was not made by Frames.loan()");
+        return nullptr;
+    }
+    FrameLoan& l = *vh.value_ptr<FrameLoan>();
+    try {
+        std::lock_guard<std::mutex> g(l.m);
+        return PyLong_FromUnsignedLongLong(l.loan.commit());
+    } catch (const std::exception& e) {
+        set_python_error(e);
+        return nullptr;
+    }
+}
+
+static PyMethodDef loan_commit_def = {"commit", loan_commit_fast, METH_NOARGS,
+                                      "Publish the frame; returns its version."};
+
+// __exit__ of the block form, the same kind of plain method: commit (or cancel when the block
+// raised) first, then make the block's array read-only. Never suppresses the exception.
+static PyObject* loan_exit_fast(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    auto* inst = reinterpret_cast<py::detail::instance*>(self);
+    py::detail::value_and_holder vh = inst->get_value_and_holder(nullptr, false);
+    if (!vh || !vh.holder_constructed()) {
+        PyErr_SetString(PyExc_TypeError, "FrameLoan.__exit__: the loan was not made by Frames.loan()");
+        return nullptr;
+    }
+    FrameLoan& l = *vh.value_ptr<FrameLoan>();
+    const bool clean = nargs == 0 || args[0] == Py_None;
+    bool ok = true;
+    py::object ref;
+    try {
+        std::lock_guard<std::mutex> g(l.m);
+        ref = std::move(l.array_ref);  // under the lock: threads may share the object (no GIL)
+        if (clean) {
+            l.committed = l.loan.commit();
+            l.has_committed = true;
+        } else {
+            l.loan.cancel();
+        }
+    } catch (const std::exception& e) {
+        set_python_error(e);
+        ok = false;
+    }
+    try {
+        py::object a = ref ? ref() : py::object();
+        if (a && !a.is_none()) a.attr("setflags")(py::arg("write") = false);
+    } catch (py::error_already_set& e) {
+        if (ok) {
+            e.restore();
+            return nullptr;
+        }
+    }
+    if (!ok) return nullptr;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef loan_exit_def = {"__exit__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loan_exit_fast)),
+                                    METH_FASTCALL, "Commit the frame (cancel it if the block raised); the array becomes read-only."};
+
 void bind_frames(py::module_& m) {
     register_wait_source(&waitset_source_frames);
-    py::class_<FrameLoan>(m, "FrameLoan", py::buffer_protocol())
+    py::class_<FrameLoan> loan_cls(m, "FrameLoan", py::buffer_protocol());
+    loan_cls
         .def_buffer([](FrameLoan& l) {
             std::lock_guard<std::mutex> g(l.m);
             if (!l.loan) throw py::value_error("the frame loan was committed or cancelled");
             return py::buffer_info(l.loan.data(), 1, py::format_descriptor<uint8_t>::format(), 1,
                                    {py::ssize_t(l.loan.size())}, {1}, false);
         })
-        .def("commit", [](FrameLoan& l) {
-            std::lock_guard<std::mutex> g(l.m);
-            return l.loan.commit();
-        }, "Publish the frame; returns its version.")
         .def("cancel", [](FrameLoan& l) {
             std::lock_guard<std::mutex> g(l.m);
             l.loan.cancel();
         }, "Drop the frame (never published).")
-        .def_property_readonly("version", [](FrameLoan& l) {
+        .def_property_readonly("version", [](FrameLoan& l) -> py::object {
             std::lock_guard<std::mutex> g(l.m);
-            return l.loan.version();
+            if (l.has_committed) return py::int_(l.committed);
+            if (l.owner && !l.loan) return py::none();  // block form: None until committed
+            return py::int_(l.loan.version());
+        }, "The version the frame is (or, before commit, will be) published as; None for a block not yet committed")
+        .def("__enter__", [](py::object self) -> py::object {
+            FrameLoan& l = self.cast<FrameLoan&>();
+            std::shared_ptr<Frames> f;
+            {
+                std::lock_guard<std::mutex> g(l.m);
+                if (!l.owner) throw py::type_error("this frame loan is not a block: use it directly (commit/cancel)");
+                if (l.entered) throw py::value_error("a frame loan block is entered once: call loan() again");
+                l.entered = true;
+                f = l.f;
+            }
+            const auto ns = l.timeout;
+            Frames::Loan loan = without_gil([&] { return f->loan(ns, gil_released_interrupt()); });
+            if (!loan) sharedstate::fail(sharedstate::errc::timeout, "loan of frames '" + f->name() + "': the writer lock is busy");
+            {
+                std::lock_guard<std::mutex> g(l.m);
+                l.loan = std::move(loan);
+            }
+            try {
+                py::object a = l.owner.attr("_array")(self);
+                py::object ref = py::weakref(a);
+                std::lock_guard<std::mutex> g(l.m);
+                l.array_ref = std::move(ref);
+                return a;
+            } catch (...) {
+                std::lock_guard<std::mutex> g(l.m);
+                l.loan.cancel();
+                throw;
+            }
         })
         .def("__len__", [](FrameLoan& l) {
             std::lock_guard<std::mutex> g(l.m);
             return l.loan.size();
         });
+
+    {
+        PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(loan_cls.ptr()), &loan_commit_def);
+        if (!descr || PyObject_SetAttrString(loan_cls.ptr(), "commit", descr) != 0) {
+            Py_XDECREF(descr);
+            throw py::error_already_set();
+        }
+        Py_DECREF(descr);
+        descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(loan_cls.ptr()), &loan_exit_def);
+        if (!descr || PyObject_SetAttrString(loan_cls.ptr(), "__exit__", descr) != 0) {
+            Py_XDECREF(descr);
+            throw py::error_already_set();
+        }
+        Py_DECREF(descr);
+    }
 
     py::class_<FramePin>(m, "FramePin", py::buffer_protocol())
         .def_buffer([](FramePin& p) {
@@ -144,6 +264,14 @@ void bind_frames(py::module_& m) {
                 sharedstate::fail(sharedstate::errc::timeout, "loan of frames '" + f->name() + "': the writer lock is busy");
             return l;
         }, py::arg("timeout") = py::none())
+        .def("loan_block", [](const PyFrames& self, py::object owner, py::object timeout) {
+            auto l = std::make_unique<FrameLoan>();
+            l->f = self.get();
+            l->timeout = timeout_from(timeout);
+            l->owner = std::move(owner);
+            return l;
+        }, py::arg("owner"), py::arg("timeout") = py::none(),
+           "A loan taken when the block is entered: `with core.loan_block(frames, t) as a:` gives owner._array(loan)")
         .def("publish", [](const PyFrames& self, py::buffer data, py::object timeout) {
             auto f = self.get();
             auto ns = timeout_from(timeout);

@@ -106,7 +106,7 @@ class Frames:
         return self
 
     # ------------------------------------------------------------------ writing
-    def loan(self, timeout: Optional[float] = 5.0) -> "_Loan":
+    def loan(self, timeout: Optional[float] = 5.0) -> "_core.FrameLoan":
         """A free slot as a writable numpy array, filled in place and published when the block
         ends cleanly; dropped (never published) if the block raises::
 
@@ -116,8 +116,10 @@ class Frames:
         Holds the writer lock from entering the block to its end (``timeout``: how long to
         wait for another live writer; TimeoutError). After the block the array is made
         read-only; slices taken from it inside the block are not: do not keep them (the slot
-        is reused for later frames)."""
-        return _Loan(self, timeout)
+        is reused for later frames). The block is compiled code (``_core.FrameLoan``): its exit
+        commits first, in as few steps as possible, because after a big fill every step is a
+        cache and TLB miss; ``version`` is the published version once the block has ended."""
+        return self._core.loan_block(self, timeout)
 
     def publish(self, frame: Any, timeout: Optional[float] = 5.0) -> int:
         """One copy of ``frame`` (any C-contiguous buffer of exactly one frame's bytes, e.g. a
@@ -228,57 +230,37 @@ class Frames:
         return np.ndarray(self._shape, self._dtype, buf)
 
 
-class _Loan:
-    """The context manager of Frames.loan."""
-
-    __slots__ = ("_fr", "_timeout", "_l", "_a", "version")
-
-    def __init__(self, fr: Frames, timeout: Optional[float]) -> None:
-        self._fr = fr
-        self._timeout = timeout
-        self.version: Optional[int] = None
-
-    def __enter__(self) -> np.ndarray:
-        self._l = self._fr._core.loan(self._timeout)
-        try:
-            self._a = self._fr._array(self._l)
-        except BaseException:
-            self._l.cancel()
-            raise
-        return self._a
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        a, loan = self._a, self._l
-        del self._a, self._l
-        try:
-            if exc_type is None:
-                # Commit first: the reader waits on it, and after a big fill every Python step
-                # here is a cache miss. The array is made read-only right after (nothing else
-                # runs on this thread in between, and the slot is not reused before the next loan).
-                self.version = int(loan.commit())
-            else:
-                loan.cancel()
-        finally:
-            a.setflags(write=False)
-
-
 class _Latest:
     """The context manager of Frames.latest; ``version`` and ``commit_ns`` once entered (0 before)."""
 
-    __slots__ = ("_fr", "_p", "version", "commit_ns")
+    __slots__ = ("_fr", "_p", "_version", "_commit_ns")
 
     def __init__(self, fr: Frames) -> None:
         self._fr = fr
-        self.version: int = 0
-        self.commit_ns: int = 0
+        self._p: Any = None
+        self._version = 0
+        self._commit_ns = 0
 
     def __enter__(self) -> np.ndarray:
-        p = self._fr._core.latest()
-        self.version = int(p.version)
-        self.commit_ns = int(p.commit_ns)
-        self._p = p
+        # Two steps between the wake and the array: version and commit_ns are read from the
+        # pin when asked (or when the block ends), not on the way in.
+        p = self._p = self._fr._core.latest()
         return self._fr._array(p)
 
     def __exit__(self, *exc: Any) -> None:
         # The pin lives in the array's base: it ends with the array's last reference.
-        self._p = None
+        p, self._p = self._p, None
+        if p is not None:
+            self._version, self._commit_ns = int(p.version), int(p.commit_ns)
+
+    @property
+    def version(self) -> int:
+        """The frame's version (0 before the block is entered)."""
+        p = self._p
+        return int(p.version) if p is not None else self._version
+
+    @property
+    def commit_ns(self) -> int:
+        """``_core.monotonic_ns()`` of the writer's commit of this frame (0 before the block)."""
+        p = self._p
+        return int(p.commit_ns) if p is not None else self._commit_ns
