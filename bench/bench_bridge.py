@@ -1,7 +1,7 @@
 """The Zenoh bridge against raw zenoh-python, in one run (bench/compare.py --only bridge).
 
 Two processes on loopback, each with its own Zenoh session (peer mode, explicit endpoints, no
-scouting), the same config for every mechanism:
+scouting, Zenoh's shared-memory transport on), the same config for every mechanism:
 
 - round trip, 16-byte state: raw zenoh (put -> the other side's subscriber puts back) vs the
   bridge (state written on A -> exported -> mirror on B -> B writes its reply state -> exported
@@ -39,8 +39,11 @@ def free_port() -> int:
 
 
 def zsession(listen: Optional[str], connect: Optional[str]) -> Any:
+    # Zenoh's shared-memory transport on for every mechanism (the bridge's default is off): the
+    # raw peer needs it, and the bridge is measured with the same config.
     import sharedstate as ss
-    return ss.bridge.session(listen=[listen] if listen else [], connect=[connect] if connect else None)
+    return ss.bridge.session(listen=[listen] if listen else [], connect=[connect] if connect else None,
+                             shared_memory=True)
 
 
 def pct(xs: List[float], p: float) -> float:

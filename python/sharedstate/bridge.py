@@ -80,12 +80,18 @@ def default_key(name: str) -> str:
 
 
 def make_config(listen: Optional[Iterable[str]] = None, connect: Optional[Iterable[str]] = None,
-                config_file: Optional[str] = None, scouting: bool = False) -> Any:
+                config_file: Optional[str] = None, scouting: bool = False,
+                shared_memory: Optional[bool] = None) -> Any:
     """A Zenoh config for the bridge: peer mode, the given endpoints, and no surprises.
 
     Without ``listen`` the bridge listens only on loopback (``tcp/127.0.0.1:0``): it never opens a
     port on the network unless told to. Multicast and gossip scouting are off unless
     ``scouting=True`` (so a bridge does not discover, or get discovered by, the whole LAN).
+    Zenoh's shared-memory transport is off unless ``shared_memory=True`` (or a config file
+    turns it on): the bridge is for crossing machines, where it does nothing; on one machine
+    it leaves a 1.3 MB segment per process in /dev/shm at exit, and a receiver keeps every
+    sender's segments mapped and locked for its own lifetime (zenoh#2787), so a long-running
+    importer would grow with each exporter restart. One machine is what sharedstate itself is for.
     ``config_file`` is any Zenoh config (JSON5); the arguments given here override it.
     """
     zenoh = _zenoh()
@@ -101,13 +107,16 @@ def make_config(listen: Optional[Iterable[str]] = None, connect: Optional[Iterab
     if not scouting:
         c.insert_json5("scouting/multicast/enabled", "false")
         c.insert_json5("scouting/gossip/enabled", "false")
+    if shared_memory is not None or not config_file:
+        c.insert_json5("transport/shared_memory/enabled", "true" if shared_memory else "false")
     return c
 
 
 def session(listen: Optional[Iterable[str]] = None, connect: Optional[Iterable[str]] = None,
-            config_file: Optional[str] = None, scouting: bool = False) -> Any:
+            config_file: Optional[str] = None, scouting: bool = False,
+            shared_memory: Optional[bool] = None) -> Any:
     """``zenoh.open(make_config(...))``: a session to pass to the export/import functions."""
-    return _zenoh().open(make_config(listen, connect, config_file, scouting))
+    return _zenoh().open(make_config(listen, connect, config_file, scouting, shared_memory))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -709,9 +718,10 @@ class Bridge:
 
     def __init__(self, config: Any = None, *, listen: Optional[Iterable[str]] = None,
                  connect: Optional[Iterable[str]] = None, config_file: Optional[str] = None,
-                 scouting: bool = False) -> None:
+                 scouting: bool = False, shared_memory: Optional[bool] = None) -> None:
         zenoh = _zenoh()
-        self.session = zenoh.open(config if config is not None else make_config(listen, connect, config_file, scouting))
+        self.session = zenoh.open(config if config is not None
+                                  else make_config(listen, connect, config_file, scouting, shared_memory))
         self.links: List[_Link] = []
 
     def export(self, name: str, key: Optional[str] = None, kind: Optional[str] = None) -> _Link:
@@ -768,12 +778,15 @@ def add_cli(sub: Any) -> None:
         p.add_argument("--connect", action="append", default=None, metavar="ENDPOINT", help="e.g. tcp/HOST:7447")
         p.add_argument("--config", default=None, metavar="FILE", help="a Zenoh config file (JSON5)")
         p.add_argument("--scouting", action="store_true", help="allow multicast/gossip scouting")
+        p.add_argument("--zenoh-shm", dest="shared_memory", action="store_true", default=None,
+                       help="turn on Zenoh's shared-memory transport between peers on this machine")
         p.set_defaults(func=cmd_bridge)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     try:
-        br = Bridge(listen=args.listen, connect=args.connect, config_file=args.config, scouting=args.scouting)
+        br = Bridge(listen=args.listen, connect=args.connect, config_file=args.config, scouting=args.scouting,
+                    shared_memory=args.shared_memory)
     except ImportError as e:
         print(f"sharedstate bridge: {e}", file=sys.stderr)
         return 2
