@@ -170,7 +170,6 @@ def test_mailslot_semaphore_async(unique_name):
             o.close()
 
 
-@pytest.mark.skipif(not LINUX, reason="PipeServer.accept_async is Linux-only for now")
 def test_pipe_async(unique_name):
     srv = ss.PipeServer(unique_name)
     try:

@@ -204,7 +204,6 @@ def test_semaphore_queue_mailslot_members(unique_name):
             o.close()
 
 
-@pytest.mark.skipif(not LINUX, reason="PipeServer members are Linux-only for now")
 def test_pipe_and_server_members(unique_name):
     srv = ss.PipeServer(unique_name)
     st = ss.SharedState.create(unique_name, ss.CONTROLLER)
@@ -229,6 +228,51 @@ def test_pipe_and_server_members(unique_name):
         conn.close()
     finally:
         st.close()
+        srv.close()
+
+
+def test_pipe_member_after_a_timed_out_recv_zero_length_and_long_messages(unique_name):
+    """Windows: the armed read a set parks on is the one recv() collects; a recv that timed
+    out leaves it armed, and nothing is lost or seen twice."""
+    srv = ss.PipeServer(unique_name)
+    cli = ss.Pipe.connect(unique_name, timeout=5)
+    got: list = []
+    # Accepted in a thread that then exits (Windows cancels the I/O a thread started when it
+    # exits: the armed read and the server's next armed connect are armed again).
+    t = threading.Thread(target=lambda: got.append(srv.accept(timeout=5)))
+    t.start()
+    t.join(10)
+    conn = got[0]
+    try:
+        ws = ss.WaitSet()
+        ws.add(srv)
+        with pytest.raises(TimeoutError):
+            ws.wait(timeout=0.05)  # the thread's exit is no client
+        cli2 = ss.Pipe.connect(unique_name, timeout=5)
+        assert ws.wait(timeout=10) == [srv]
+        srv.accept(timeout=0).close()
+        cli2.close()
+        ws.remove(srv)
+        with pytest.raises(TimeoutError):
+            conn.recv(timeout=0.05)
+        ws.add(conn)
+        with pytest.raises(TimeoutError):
+            ws.wait(timeout=0.05)
+        for msg in (b"", b"x" * 200_000, b"after"):
+            t = threading.Thread(target=cli.send, args=(msg,))
+            t.start()
+            assert ws.wait(timeout=10) == [conn]
+            assert conn.recv(timeout=10) == msg
+            t.join(10)
+            with pytest.raises(TimeoutError):
+                ws.wait(timeout=0.02)  # taken: not ready again
+        cli.close()
+        assert ws.wait(timeout=10) == [conn]
+        with pytest.raises(EOFError):
+            conn.recv(timeout=0)
+    finally:
+        conn.close()
+        cli.close()
         srv.close()
 
 

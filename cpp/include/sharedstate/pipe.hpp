@@ -447,8 +447,8 @@ public:
     bool closed() const noexcept { return !p_ || p_->closed.load(); }
     const std::string& name() const { return live_c().name; }
     size_t max_message() const { return live_c().max_msg; }
-    // A WaitSet member: ready when a client is waiting to be accepted (Linux; on Windows
-    // errc::invalid_argument for now). The server must stay alive while in a set.
+    // A WaitSet member: ready when a client is waiting to be accepted. The server must stay
+    // alive while in a set.
     detail::WaitSource wait_source() const {
         Impl* p = p_.get();
         if (!p || p->closed.load()) fail(errc::closed, "pipe server is closed");
@@ -456,6 +456,14 @@ public:
         s.key = p;
         s.what = "pipe server '" + p->name + "'";
         p->l.wait_source_into(s);
+#if defined(_WIN32)
+        s.ready = [p] {
+            if (p->closed.load(std::memory_order_relaxed)) return true;  // accept() reports it
+            if (!p->mu.try_lock()) return false;                        // another thread is accepting
+            std::lock_guard<std::mutex> g(p->mu, std::adopt_lock);
+            return p->l.ready_now();
+        };
+#endif
         return s;
     }
     // The OS address: the socket file on Linux, \\.\pipe\NAME on Windows.

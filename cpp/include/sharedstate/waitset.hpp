@@ -20,7 +20,9 @@
 //            (detail/posix_waitset.hpp: the fallback for kernels without it, and how
 //            descriptors join through one helper thread);
 //   Windows  WaitForMultipleObjects over the members' wake handles and the set's control
-//            semaphore (detail/win32_waitset.hpp; pipes and mailslots are re-checked every 2 ms).
+//            semaphore (detail/win32_waitset.hpp): pipes by their armed read's event, servers
+//            by their armed connect's (win32_channels.hpp); mailslots, which have no such
+//            handle, are re-checked every 2 ms.
 // The Interrupt runs at least every 50 ms and after a signal, so Ctrl-C is seen.
 //
 // Threads: add/remove/wait may be called from any thread; a wait in progress sees members

@@ -11,8 +11,7 @@
 //            object's eventcount word like a blocked get() (word, waiters, channel).
 //   native   an OS object the kernel can wait on: a descriptor (Linux: pipes, servers) or a
 //            HANDLE (Windows), with `ready()` as the non-consuming check.
-//   polled   nothing to park on (Windows pipes and mailslots): `ready()` is re-checked every
-//            `poll_ns`.
+//   polled   nothing to park on (Windows mailslots): `ready()` is re-checked every `poll_ns`.
 //
 // A member counts as a waiter of each object it parks on (the `waiters` word is incremented
 // while the set is parked), so writers still make their wake syscall only when somebody is

@@ -9,6 +9,15 @@
 // A read that returns ERROR_MORE_DATA is continued (PeekNamedPipe says how much is left)
 // until the message is whole.
 //
+// Readiness without polling (WaitSet, asyncio on Windows). A connection keeps one overlapped
+// read armed at all times (from the start, and again after each message is taken): its
+// manual-reset event is what a WaitSet parks on, and recv() collects the same read, so a
+// message is never waited for in two ways and never consumed twice. A timed-out or
+// interrupted recv() leaves the read armed: what it later brings waits in the buffer. A
+// server keeps ConnectNamedPipe armed on its waiting instance the same way (a client that
+// connected first, ERROR_PIPE_CONNECTED, sets the event by hand). Mailslots still have no such
+// handle (win32_mailslot.hpp).
+//
 // FlushFileBuffers: a completed message-mode WriteFile has put the whole message in the
 // pipe, where it stays readable after our handle closes (CloseHandle, unlike
 // DisconnectNamedPipe, discards nothing), so send() waits for the overlapped write to
@@ -106,11 +115,14 @@ public:
         : h_(h), name_(std::move(name)), max_(max_message) {
         rev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
         wev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
-        if (!rev_ || !wev_) {
+        pev_ = CreateEventA(nullptr, TRUE, FALSE, nullptr);
+        if (!rev_ || !wev_ || !pev_) {
             DWORD e = GetLastError();
             release();
             os_error(err, "CreateEventA", name_, e);
+            return;
         }
+        arm();
     }
     ~PipeConn() { release(); }
     PipeConn(const PipeConn&) = delete;
@@ -123,43 +135,59 @@ public:
         if (ready_) return true;
         if (eof_) return report(err, errc::end_of_stream, "pipe '" + name_ + "': the peer closed the pipe");
         if (broken_) return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why_);
-        if (!block) {
-            // Nothing queued: no read (it would block). A queued 0-byte message is invisible
-            // to PeekNamedPipe, so peek()/available() cannot see it on Windows.
-            DWORD avail = 0, left = 0;
-            if (!PeekNamedPipe(h_, nullptr, 0, nullptr, &avail, &left)) return gone_or_throw(GetLastError(), "PeekNamedPipe", err);
-            if (avail == 0 && left == 0) return false;
+        // The first part of the next message is what the armed read brings (armed here if it
+        // is not: a closed pipe, or the first call); nothing there yet: not ready, still armed.
+        IoResult res;
+        for (;;) {
+            arm();
+            if (!collect_armed(dl, intr, block, res)) {
+                if (res.interrupted) rethrow(res.interrupted);
+                if (!armed_) return gone_or_throw(res.err ? res.err : ERROR_OPERATION_ABORTED, "ReadFile", err);
+                return false;
+            }
+            // Windows cancels a thread's I/O when the thread exits: the armed read may have been
+            // started by a thread that is gone. Nothing was transferred; arm it again, here.
+            if (res.err == ERROR_OPERATION_ABORTED && !closing_ && res.n == 0) {
+                res = IoResult{};
+                continue;
+            }
+            break;
         }
-        if (buf_.size() < kFirstRead) buf_.resize(kFirstRead);
         size_t have = 0;
         bool discard = false;
+        bool first = true;
         for (;;) {
-            OVERLAPPED ov{};
-            ov.hEvent = rev_;
-            size_t off = discard ? 0 : have;  // a discarded message is read over the start of buf_
-            size_t room = buf_.size() - off;
-            DWORD want = room > 0x40000000u ? 0x40000000u : DWORD(room);
-            IoResult res;
-            if (!ReadFile(h_, buf_.data() + off, want, nullptr, &ov)) {
-                DWORD e = GetLastError();
-                if (e == ERROR_IO_PENDING) {
-                    res = finish_io(h_, ov, dl, intr, have == 0 && block);
-                } else if (e == ERROR_MORE_DATA) {
-                    GetOverlappedResult(h_, &ov, &res.n, FALSE);
-                    res.err = e;
+            if (!first) {
+                // The rest of a long message: it is in the pipe already (no timeout applies).
+                res = IoResult{};
+                OVERLAPPED ov{};
+                ov.hEvent = rev_;
+                size_t off = discard ? 0 : have;  // a discarded message is read over the start of buf_
+                size_t room = buf_.size() - off;
+                DWORD want = room > 0x40000000u ? 0x40000000u : DWORD(room);
+                if (!ReadFile(h_, buf_.data() + off, want, nullptr, &ov)) {
+                    DWORD e = GetLastError();
+                    if (e == ERROR_IO_PENDING) {
+                        res = finish_io(h_, ov, dl, intr, false);
+                    } else if (e == ERROR_MORE_DATA) {
+                        GetOverlappedResult(h_, &ov, &res.n, FALSE);
+                        res.err = e;
+                    } else {
+                        res.err = e;
+                    }
                 } else {
-                    res.err = e;
+                    GetOverlappedResult(h_, &ov, &res.n, FALSE);
                 }
-            } else {
-                GetOverlappedResult(h_, &ov, &res.n, FALSE);
             }
-            if (res.timed_out) return false;
+            first = false;
             if (!discard) have += res.n;
             if (res.err == 0 || res.err == ERROR_MORE_DATA) {
                 if (res.err == 0) {
                     if (res.interrupted) { stash(have, discard); rethrow(res.interrupted); }
-                    if (discard || have > max_)
+                    if (discard || have > max_) {
+                        arm();
                         return report(err, errc::message_too_large, "pipe '" + name_ + "': a message exceeds max_message " + std::to_string(max_) + " (discarded)");
+                    }
                     ready_ = true;
                     ready_len_ = have;
                     return true;
@@ -180,22 +208,23 @@ public:
     }
     bool ready() const noexcept { return ready_; }
     // For a WaitSet (the receive lock held): a whole message has arrived, or the pipe ended.
-    // A message-mode pipe has no handle that signals "data" without a read in flight, so a
-    // WaitSet re-checks pipes every 2 ms (PeekNamedPipe inside fill()).
     bool ready_now() {
         ErrorInfo e;
         bool r = fill(Deadline::after(0), Interrupt{}, false, &e);
         return r || static_cast<bool>(e);  // an error: recv() reports it
     }
-    void wait_source_into(WaitSource& s) const { s.poll_ns = 2000000; }
+    // The armed read's event: signalled when it completes (a message, or the pipe ended).
+    void wait_source_into(WaitSource& s) const { s.handle = duplicate_handle(pev_); }
     const unsigned char* data() const noexcept { return buf_.data(); }
     size_t size() const noexcept { return ready_len_; }
     void consume() noexcept {
         ready_ = false;
         if (buf_.size() > (size_t(4) << 20)) std::vector<unsigned char>().swap(buf_);  // give big buffers back
+        arm();  // the next message's read: what a WaitSet parks on
     }
     size_t pending_size() const {
         if (ready_) return ready_len_;
+        if (armed_) return 0;  // the read in flight would have taken anything the pipe holds
         DWORD avail = 0, left = 0;
         if (!PeekNamedPipe(h_, nullptr, 0, nullptr, &avail, &left)) return 0;
         return left ? size_t(left) : size_t(avail);
@@ -233,7 +262,15 @@ public:
         closing_ = true;
         if (h_) CancelIoEx(h_, nullptr);
     }
+    // The receive lock held (or no other user left).
     void close_fd() noexcept {
+        if (h_ && armed_) {
+            // The armed read writes into rov_ and buf_ until it completes: collect it first.
+            CancelIoEx(h_, &rov_);
+            DWORD n = 0;
+            GetOverlappedResult(h_, &rov_, &n, TRUE);
+            armed_ = false;
+        }
         if (h_) CloseHandle(h_);
         h_ = nullptr;
     }
@@ -243,7 +280,59 @@ private:
         close_fd();
         if (rev_) CloseHandle(rev_);
         if (wev_) CloseHandle(wev_);
-        rev_ = wev_ = nullptr;
+        if (pev_) CloseHandle(pev_);
+        rev_ = wev_ = pev_ = nullptr;
+    }
+    // Starts the read of the next message into buf_ unless one is armed, a message waits in
+    // buf_, or the pipe is done. It may complete at once (the event is then set). The receive
+    // lock held.
+    void arm() noexcept {
+        if (armed_ || ready_ || eof_ || broken_ || closing_ || !h_ || !pev_) return;
+        if (buf_.size() < kFirstRead) buf_.resize(kFirstRead);
+        rov_ = OVERLAPPED{};
+        rov_.hEvent = pev_;
+        const DWORD want = buf_.size() > 0x40000000u ? 0x40000000u : DWORD(buf_.size());
+        if (!ReadFile(h_, buf_.data(), want, nullptr, &rov_)) {
+            DWORD e = GetLastError();
+            if (e != ERROR_IO_PENDING && e != ERROR_MORE_DATA) {
+                // Nothing was queued (the pipe is gone): fill() reports it; the WaitSet sees it ready.
+                arm_err_ = e;
+                SetEvent(pev_);
+                return;
+            }
+        }
+        armed_ = true;
+    }
+    // The armed read's outcome once it has completed (waiting for it when block, within dl):
+    // true with res filled; false if it is still in flight (it stays armed) or intr threw
+    // (res.interrupted), or with armed_ false and res.err when it could not be started.
+    bool collect_armed(const Deadline& dl, const Interrupt& intr, bool block, IoResult& res) {
+        if (!armed_) {
+            res.err = arm_err_;
+            arm_err_ = 0;
+            return false;
+        }
+        for (;;) {
+            DWORD n = 0;
+            if (GetOverlappedResult(h_, &rov_, &n, FALSE)) {
+                armed_ = false;
+                res.n = n;
+                return true;
+            }
+            DWORD e = GetLastError();
+            if (e != ERROR_IO_INCOMPLETE) {
+                armed_ = false;
+                res.n = n;
+                res.err = e;
+                return true;
+            }
+            if (!block || dl.left() == 0) return false;
+            DWORD r = WaitForSingleObject(pev_, slice_ms(dl));
+            if (r == WAIT_OBJECT_0) continue;
+            if (r == WAIT_FAILED) return false;
+            res.interrupted = capture([&] { intr(); });
+            if (res.interrupted) return false;
+        }
     }
     void stash(size_t have, bool discard) {
         if (!discard) { ready_ = true; ready_len_ = have; }
@@ -263,7 +352,10 @@ private:
         return report(err, errc::broken_pipe, "pipe '" + name_ + "': " + why);
     }
 
-    HANDLE h_ = nullptr, rev_ = nullptr, wev_ = nullptr;
+    HANDLE h_ = nullptr, rev_ = nullptr, wev_ = nullptr, pev_ = nullptr;
+    OVERLAPPED rov_{};  // the armed read (into buf_ from 0), in flight while armed_
+    bool armed_ = false;
+    DWORD arm_err_ = 0;  // the armed read could not start (the pipe is gone)
     std::string name_;
     size_t max_;
     std::vector<unsigned char> buf_;
@@ -303,53 +395,54 @@ public:
         if (!ev_) { DWORD e = GetLastError(); close(); return os_error(err, "CreateEventA", name, e); }
         pending_ = on_throw([&] { return instance(true, err); }, [&] { close(); });
         if (!pending_) { close(); return false; }
+        if (!arm(err)) { close(); return false; }
         return true;
     }
 
-    // nullptr on timeout (or, with err, a failure: *err set).
+    // nullptr on timeout (or, with err, a failure: *err set). The caller holds the server's
+    // lock. A timeout or Ctrl-C leaves the connect armed: the client is accepted next time.
     HANDLE accept(const Deadline& dl, const Interrupt& intr, ErrorInfo* err = nullptr) {
         for (;;) {
             if (closing_) { report(err, errc::closed, "pipe server '" + name_ + "' was closed"); return nullptr; }
             if (!pending_ && !(pending_ = instance(false, err))) return nullptr;
-            OVERLAPPED ov{};
-            ov.hEvent = ev_;
-            bool connected = false;
-            if (ConnectNamedPipe(pending_, &ov)) {
-                connected = true;
-            } else {
-                DWORD e = GetLastError();
-                if (e == ERROR_PIPE_CONNECTED) {
-                    connected = true;
-                } else if (e == ERROR_NO_DATA) {
-                    // A client connected and left already: recycle the instance.
-                    DisconnectNamedPipe(pending_);
-                    continue;
-                } else if (e == ERROR_IO_PENDING) {
-                    IoResult res = finish_io(pending_, ov, dl, intr, true);
-                    if (res.interrupted) {
-                        if (res.err == 0) hand_over_then_rethrow(res.interrupted);
-                        rethrow(res.interrupted);
-                    }
-                    if (res.timed_out) return nullptr;
-                    if (res.err == ERROR_OPERATION_ABORTED && closing_) {
-                        report(err, errc::closed, "pipe server '" + name_ + "' was closed");
-                        return nullptr;
-                    }
-                    if (res.err == ERROR_NO_DATA || res.err == ERROR_BROKEN_PIPE) { DisconnectNamedPipe(pending_); continue; }
-                    if (res.err != 0) { os_error(err, "ConnectNamedPipe", name_, res.err); return nullptr; }
-                    connected = true;
-                } else {
-                    os_error(err, "ConnectNamedPipe", name_, e);
+            if (!armed_ && !arm(err)) return nullptr;
+            // Wait for the armed connect, in slices (Ctrl-C, deadline).
+            for (;;) {
+                if (WaitForSingleObject(ev_, 0) == WAIT_OBJECT_0) break;
+                if (dl.left() == 0) return nullptr;
+                DWORD r = WaitForSingleObject(ev_, slice_ms(dl));
+                if (r == WAIT_OBJECT_0) break;
+                if (r == WAIT_FAILED) { os_error(err, "WaitForSingleObject", name_, GetLastError()); return nullptr; }
+                intr();
+            }
+            DWORD e = 0;
+            if (!preconnected_) {
+                DWORD n = 0;
+                if (!GetOverlappedResult(pending_, &cov_, &n, FALSE)) e = GetLastError();
+                if (e == ERROR_IO_INCOMPLETE) continue;  // the event was set by hand: look again
+            }
+            armed_ = false;
+            preconnected_ = false;
+            if (e == ERROR_OPERATION_ABORTED) {
+                if (closing_) {
+                    report(err, errc::closed, "pipe server '" + name_ + "' was closed");
                     return nullptr;
                 }
+                // The thread that armed it has exited (Windows cancels a thread's I/O then): arm
+                // again; a client that connected meanwhile is reported as ERROR_PIPE_CONNECTED.
+                continue;
             }
-            if (connected) {
-                HANDLE h = pending_;
-                pending_ = nullptr;
-                ErrorInfo later;  // retried by the next accept
-                pending_ = instance(false, &later);
-                return h;
+            if (e == ERROR_NO_DATA || e == ERROR_BROKEN_PIPE) {
+                DisconnectNamedPipe(pending_);  // a client came and left: recycle the instance
+                continue;
             }
+            if (e != 0) { os_error(err, "ConnectNamedPipe", name_, e); return nullptr; }
+            HANDLE h = pending_;
+            pending_ = nullptr;
+            ErrorInfo later;  // retried by the next accept
+            pending_ = instance(false, &later);
+            if (pending_) arm(&later);  // the next client's connect: what a WaitSet parks on
+            return h;
         }
     }
 
@@ -358,19 +451,43 @@ public:
         if (pending_) CancelIoEx(pending_, nullptr);
     }
     void close() noexcept {
+        if (pending_ && armed_ && !preconnected_) {
+            // The armed connect writes into cov_ until it completes: collect it first.
+            CancelIoEx(pending_, &cov_);
+            DWORD n = 0;
+            GetOverlappedResult(pending_, &cov_, &n, TRUE);
+        }
+        armed_ = preconnected_ = false;
         if (pending_) CloseHandle(pending_);
         pending_ = nullptr;
         if (ev_) CloseHandle(ev_);
         ev_ = nullptr;
-        for (HANDLE h : orphans_) CloseHandle(h);
-        orphans_.clear();
         if (guard_) CloseHandle(guard_);
         guard_ = nullptr;
     }
     const std::string& path() const noexcept { return path_; }
-    void wait_source_into(WaitSource&) const {
-        fail(errc::invalid_argument, "pipe server '" + name_ + "': a WaitSet cannot wait for clients on Windows yet "
-                                     "(call accept() in a thread)");
+    // A WaitSet member: the armed connect's event, set when a client has connected; the
+    // check is ready_now() (PipeServer::wait_source, under the server's lock).
+    void wait_source_into(WaitSource& s) const { s.handle = duplicate_handle(ev_); }
+    // A client is waiting to be accepted (or the server is closing: accept() reports it).
+    // A connect cancelled by its thread's exit is armed again; a client that came and left
+    // is recycled, as accept() does. The server's lock held.
+    bool ready_now() noexcept {
+        for (int i = 0; i < 8; ++i) {
+            if (closing_) return true;
+            if (!pending_) return false;
+            ErrorInfo e;
+            if (!armed_ && !arm(&e)) return true;  // accept() reports the failure
+            if (preconnected_) return true;
+            DWORD n = 0;
+            if (GetOverlappedResult(pending_, &cov_, &n, FALSE)) return true;
+            const DWORD r = GetLastError();
+            if (r == ERROR_IO_INCOMPLETE) return false;
+            armed_ = false;
+            if (r == ERROR_NO_DATA || r == ERROR_BROKEN_PIPE) DisconnectNamedPipe(pending_);
+            else if (r != ERROR_OPERATION_ABORTED) return true;
+        }
+        return false;
     }
 
 private:
@@ -391,15 +508,33 @@ private:
         }
         return h;
     }
-    // A client connected just as Ctrl-C came: keep its handle closed properly.
-    [[noreturn]] void hand_over_then_rethrow(std::exception_ptr e) {
-        orphans_.push_back(pending_);
-        pending_ = nullptr;
-        rethrow(e);
+    // Arms ConnectNamedPipe on the waiting instance (ev_ is set when a client connects).
+    bool arm(ErrorInfo* err) {
+        for (;;) {
+            cov_ = OVERLAPPED{};
+            cov_.hEvent = ev_;
+            ResetEvent(ev_);
+            preconnected_ = false;
+            if (ConnectNamedPipe(pending_, &cov_)) { armed_ = true; return true; }  // completed: ev_ is set
+            DWORD e = GetLastError();
+            if (e == ERROR_IO_PENDING) { armed_ = true; return true; }
+            if (e == ERROR_PIPE_CONNECTED) {  // connected before we asked: no I/O to wait for
+                armed_ = preconnected_ = true;
+                SetEvent(ev_);
+                return true;
+            }
+            if (e == ERROR_NO_DATA) {  // a client connected and left already: recycle the instance
+                DisconnectNamedPipe(pending_);
+                continue;
+            }
+            return os_error(err, "ConnectNamedPipe", name_, e);
+        }
     }
 
     HANDLE pending_ = nullptr, ev_ = nullptr, guard_ = nullptr;
-    std::vector<HANDLE> orphans_;
+    OVERLAPPED cov_{};           // the armed connect on pending_, in flight while armed_
+    bool armed_ = false;         // a connect is armed (or done: ev_ set) on pending_
+    bool preconnected_ = false;  // ERROR_PIPE_CONNECTED: connected without an I/O
     std::atomic<bool> closing_{false};
     std::string name_, path_;
 };

@@ -1,7 +1,8 @@
 // The Windows part of WaitSet: one WaitForMultipleObjects over the members' wait handles
 // (the named wake semaphores of SharedState/Queue eventcounts, Semaphore handles) and the
-// set's own control semaphore. Members with no handle to wait on (pipes, mailslots) make
-// the wait a slice of at most 2 ms, after which they are re-checked. More than 64 handles
+// set's own control semaphore, the events of pipes' armed reads and servers' armed
+// connects. Members with no handle to wait on (mailslots) make the wait a slice of at most
+// 2 ms, after which they are re-checked. More than 64 handles
 // (MAXIMUM_WAIT_OBJECTS): the first 64 are waited on, in slices of 1 ms.
 #pragma once
 #include "win32.hpp"
