@@ -90,14 +90,22 @@ static bool waitset_source_frames(py::handle o, sharedstate::detail::WaitSource&
 // ~17 µs of misses on our 2-vCPU VM for an 8 MiB frame, against ~1 µs warm (bench/README.md,
 // "Frames across sizes"). This path touches the loan, the segment's header and little else.
 // The method descriptor checks that self is a FrameLoan before the call.
-static PyObject* loan_commit_fast(PyObject* self, PyObject*) {
+// The FrameLoan inside self (a FrameLoan instance: the descriptor checked its type), or
+// nullptr with TypeError set when it was never constructed.
+static FrameLoan* loan_of(PyObject* self, const char* what) {
     auto* inst = reinterpret_cast<py::detail::instance*>(self);
     py::detail::value_and_holder vh = inst->get_value_and_holder(nullptr, false);
     if (!vh || !vh.holder_constructed()) {
-        PyErr_SetString(PyExc_TypeError, "FrameLoan.commit: the loan was not made by Frames.loan()");
+        PyErr_Format(PyExc_TypeError, "FrameLoan.%s: the loan was not made by Frames.loan()", what);
         return nullptr;
     }
-    FrameLoan& l = *vh.value_ptr<FrameLoan>();
+    return vh.value_ptr<FrameLoan>();
+}
+
+static PyObject* loan_commit_fast(PyObject* self, PyObject*) {
+    FrameLoan* lp = loan_of(self, "commit");
+    if (!lp) return nullptr;
+    FrameLoan& l = *lp;
     try {
         std::lock_guard<std::mutex> g(l.m);
         return PyLong_FromUnsignedLongLong(l.loan.commit());
@@ -113,13 +121,9 @@ static PyMethodDef loan_commit_def = {"commit", loan_commit_fast, METH_NOARGS,
 // __exit__ of the block form, the same kind of plain method: commit (or cancel when the block
 // raised) first, then make the block's array read-only. Never suppresses the exception.
 static PyObject* loan_exit_fast(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    auto* inst = reinterpret_cast<py::detail::instance*>(self);
-    py::detail::value_and_holder vh = inst->get_value_and_holder(nullptr, false);
-    if (!vh || !vh.holder_constructed()) {
-        PyErr_SetString(PyExc_TypeError, "FrameLoan.__exit__: the loan was not made by Frames.loan()");
-        return nullptr;
-    }
-    FrameLoan& l = *vh.value_ptr<FrameLoan>();
+    FrameLoan* lp = loan_of(self, "__exit__");
+    if (!lp) return nullptr;
+    FrameLoan& l = *lp;
     const bool clean = nargs == 0 || args[0] == Py_None;
     bool ok = true;
     py::object ref;
