@@ -421,18 +421,24 @@ def _drain_across_a_cut(m: ss.SharedState, out: ss.Queue, n: int, link) -> None:
     until(lambda: m.read().x == n - 1, 30, "state mirror catches up after the cut")
 
 
-def test_frames_of_1mib_arrive_untorn(unique_name):
+@pytest.mark.parametrize("zshm", [False, True], ids=["tcp", "zenoh-shm"])
+def test_frames_of_1mib_arrive_untorn(unique_name, zshm):
     """Frames: 1 MiB frames, each one constant fill, exported and imported by two sessions;
-    every frame the reader of the mirror holds is whole (checked after use), never a mix."""
+    every frame the reader of the mirror holds is whole (checked after use), never a mix.
+    zenoh-shm: both sessions with Zenoh's shared memory and the exporter sending each frame in
+    a Zenoh shm buffer (what bench_bridge measures); the segments Zenoh leaves are removed."""
+    if zshm and not sys.platform.startswith("linux"):
+        pytest.skip("Zenoh's shared memory is measured and cleaned up on Linux")
+    before = {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")} if zshm else set()
     port = free_port()
     src, mirror = unique_name + "-f", unique_name + "-fm"
     key = "sstest/" + uuid.uuid4().hex
-    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
-    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"], shared_memory=zshm or None)
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"], shared_memory=zshm or None)
     try:
         with ss.Frames.create(src, (1024, 1024), np.uint8) as fr:
             fr.publish(np.full((1024, 1024), 1, np.uint8))
-            ex = ss.bridge.export_frames(src, key, a)
+            ex = ss.bridge.export_frames(src, key, a, shared_memory=zshm)
             im = ss.bridge.import_frames(key, mirror, b)
             try:
                 with ss.Frames.open(mirror) as r:
@@ -465,12 +471,16 @@ def test_frames_of_1mib_arrive_untorn(unique_name):
                     t.join()
                     until(lambda: _latest_fill(r) == 199, 10, "the last frame arrives")
                     assert len(seen) >= 2
+                    assert (ex.shm_messages > 0) == zshm, ex.shm_messages
             finally:
                 im.close()
                 ex.close()
     finally:
         a.close()
         b.close()
+        if zshm:  # this process's Zenoh segments (unlinking a mapped segment is safe on Linux)
+            for e in {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")} - before:
+                os.unlink(os.path.join("/dev/shm", e))
 
 
 def _latest_fill(r) -> int:

@@ -255,16 +255,14 @@ class _LatestExport(_Export):
         return True
 
     def _run(self) -> None:
-        zenoh = _zenoh()
         since = -1
         while not self._stop.is_set():
             version = self._wait(since)
             self._set_alive(self._writer_alive())
             if version is None:
                 continue
-            payload, version = self._take()
-            head = _DATA.pack(_DATA_MAGIC, self.epoch, version)
-            self._pub.put(zenoh.ZBytes(head + payload))
+            message, version = self._message()
+            self._pub.put(message)
             since = version
 
     def _wait(self, since: int) -> Optional[int]:
@@ -279,7 +277,8 @@ class _LatestExport(_Export):
         except TimeoutError:
             return None
 
-    def _take(self) -> Tuple[bytes, int]:
+    def _message(self) -> Tuple[Any, int]:
+        """The K/data message of the newest consistent value (ZBytes or a Zenoh shm buffer), and its version."""
         raise NotImplementedError
 
 
@@ -300,9 +299,9 @@ class StateExport(_LatestExport):
             self.local.close()
             raise
 
-    def _take(self) -> Tuple[bytes, int]:
-        version = self.local.read_into(self._buf)  # one consistent copy, and the version it had
-        return bytes(self._buf), int(version)
+    def _message(self) -> Tuple[Any, int]:
+        version = int(self.local.read_into(self._buf))  # one consistent copy, and the version it had
+        return _zenoh().ZBytes(_DATA.pack(_DATA_MAGIC, self.epoch, version) + self._buf), version
 
     def _writer_alive(self) -> bool:
         info = self.local.info()
@@ -318,23 +317,52 @@ class FramesExport(_LatestExport):
 
     kind = "frames"
 
-    def __init__(self, name: str, key: str, sess: Any, poll: float = 0.2) -> None:
+    def __init__(self, name: str, key: str, sess: Any, poll: float = 0.2,
+                 shared_memory: Optional[bool] = None) -> None:
         from . import Frames
-        self.local = Frames.open(name)
         import numpy as np
+        zenoh = _zenoh()
+        self.local = Frames.open(name)
         dt = np.dtype(self.local.dtype)
         meta = {"kind": "frames", "name": name, "shape": list(self.local.shape),
                 "dtype": dt.descr if dt.fields else dt.str}
+        # The message is built in one reused buffer: the header, then the pinned frame copied in
+        # once (numpy, GIL released). Zenoh takes bytes or bytearray only (no buffer protocol),
+        # so that copy cannot be skipped; with shared_memory the buffer goes into a Zenoh shm
+        # buffer (the second and last copy: local peers map it, nothing crosses the socket).
+        self._out = bytearray(_DATA.size + self.local.nbytes)
+        self._frame = np.frombuffer(self._out, np.uint8, offset=_DATA.size)
+        self._provider: Any = None
+        self.shm_messages = 0  # frames sent in a Zenoh shm buffer (the rest as plain bytes)
+        if shared_memory:
+            # a few messages in flight: receivers hold one while they copy it out
+            self._provider = zenoh.shm.ShmProvider.default_backend(max(4 * len(self._out), 1 << 20))
+            self._policy = zenoh.shm.GarbageCollect()
         try:
             super().__init__(sess, key, meta, poll)
         except BaseException:
             self.local.close()
             raise
 
-    def _take(self) -> Tuple[bytes, int]:
-        with self.local.latest() as a:  # pinned: cannot change while we copy it out
-            version = int(self.local.version)
-            return a.tobytes(), version
+    def _message(self) -> Tuple[Any, int]:
+        import numpy as np
+        pin = self.local._core.latest()  # pinned: the writer cannot reuse the slot while we copy it
+        try:
+            version = int(pin.version)
+            np.copyto(self._frame, np.frombuffer(pin, np.uint8))
+        finally:
+            del pin  # unpinned with its last reference (the frombuffer view is gone too)
+        _DATA.pack_into(self._out, 0, _DATA_MAGIC, self.epoch, version)
+        if self._provider is not None:
+            try:
+                buf = self._provider.alloc(len(self._out), policy=self._policy)
+            except Exception:  # every buffer still held by a receiver: send it as plain bytes
+                buf = None
+            if buf is not None:
+                buf[0:len(self._out)] = self._out
+                self.shm_messages += 1
+                return buf, version
+        return _zenoh().ZBytes(self._out), version
 
     def _close_local(self) -> None:
         self.local.close()
@@ -577,8 +605,7 @@ class FramesImport(_LatestImport):
         self._subscribe()
 
     def _apply(self, payload: memoryview) -> None:
-        with self.local.loan() as a:  # one copy, straight into the free slot
-            a.reshape(-1).view("u1")[:] = payload
+        self.local._core.publish(payload, 5.0)  # one copy, straight into a free slot (GIL released)
 
 
 class QueueImport(_Import):
@@ -658,9 +685,13 @@ def export_state(name: str, key: Optional[str] = None, session: Any = None, *, p
     return StateExport(name, key or default_key(name), _need(session), poll)
 
 
-def export_frames(name: str, key: Optional[str] = None, session: Any = None, *, poll: float = 0.2) -> FramesExport:
-    """Publish the local Frames ``name``: the latest frame, intermediate ones dropped on a slow link."""
-    return FramesExport(name, key or default_key(name), _need(session), poll)
+def export_frames(name: str, key: Optional[str] = None, session: Any = None, *, poll: float = 0.2,
+                  shared_memory: Optional[bool] = None) -> FramesExport:
+    """Publish the local Frames ``name``: the latest frame, intermediate ones dropped on a slow link.
+    ``shared_memory=True`` (for a session made with ``shared_memory=True``: importers on this
+    machine) sends each frame in a Zenoh shared-memory buffer, one copy fewer on both sides of
+    the socket; a Bridge made with ``shared_memory=True`` passes it."""
+    return FramesExport(name, key or default_key(name), _need(session), poll, shared_memory)
 
 
 def export_queue(name: str, key: Optional[str] = None, session: Any = None, *, window: int = 16 << 20) -> QueueExport:
@@ -722,12 +753,16 @@ class Bridge:
         zenoh = _zenoh()
         self.session = zenoh.open(config if config is not None
                                   else make_config(listen, connect, config_file, scouting, shared_memory))
+        self.shared_memory = bool(shared_memory)
         self.links: List[_Link] = []
 
     def export(self, name: str, key: Optional[str] = None, kind: Optional[str] = None) -> _Link:
         kind = kind or _kind_of(name)
         fns: Dict[str, Callable[..., _Link]] = {"state": export_state, "queue": export_queue, "frames": export_frames}
-        link = fns[kind](name, key or default_key(name), self.session)
+        if kind == "frames":
+            link: _Link = export_frames(name, key or default_key(name), self.session, shared_memory=self.shared_memory)
+        else:
+            link = fns[kind](name, key or default_key(name), self.session)
         self.links.append(link)
         return link
 
