@@ -192,8 +192,8 @@ def role_bridge_frames_sink(port: int, tag: str, n: int) -> None:
 
 
 def role_frames_source(port: int, tag: str, n: int) -> None:
-    """The game: 1 MiB frames into local Frames at ``n`` Hz (faster than any link takes them),
-    in its own process as a game is, until stdin closes."""
+    """The game: 1 MiB frames into local Frames at ``n`` Hz, in its own process as a game is,
+    until stdin closes."""
     import numpy as np
     import sharedstate as ss
     fr = ss.Frames.open(f"bb-{tag}-f")
@@ -238,97 +238,129 @@ class Child:
             self.p.wait()
 
 
-def rt_raw(n: int, warm: int) -> List[float]:
-    import zenoh
-    port, tag = free_port(), uuid.uuid4().hex[:8]
-    s = zsession(f"tcp/127.0.0.1:{port}", None)
-    got = threading.Event()
-    s.declare_subscriber(f"bench/{tag}/pong", lambda smp: got.set())
-    pub = s.declare_publisher(f"bench/{tag}/ping", congestion_control=zenoh.CongestionControl.BLOCK, express=True)
-    ch = Child("raw_echo", port, tag)
-    try:
-        while not pub.matching_status:
+class RtRaw:
+    """Raw zenoh: put -> the echo's subscriber puts back -> our subscriber sets an Event."""
+
+    def __init__(self) -> None:
+        import zenoh
+        port, tag = free_port(), uuid.uuid4().hex[:8]
+        self.s = zsession(f"tcp/127.0.0.1:{port}", None)
+        self.got = threading.Event()
+        self.s.declare_subscriber(f"bench/{tag}/pong", lambda smp: self.got.set())
+        self.pub = self.s.declare_publisher(f"bench/{tag}/ping", congestion_control=zenoh.CongestionControl.BLOCK,
+                                            express=True)
+        self.ch = Child("raw_echo", port, tag)
+        while not self.pub.matching_status:
             time.sleep(0.01)
-        out = []
-        payload = bytes(16)
+        self.payload = bytes(16)
         for _ in range(100):  # until the echo's reply route exists too (its puts are dropped before)
-            got.clear()
-            pub.put(payload)
-            if got.wait(0.2):
+            self.got.clear()
+            self.pub.put(self.payload)
+            if self.got.wait(0.2):
                 break
-        for i in range(warm + n):
-            got.clear()
-            t0 = time.perf_counter()
-            pub.put(payload)
-            if not got.wait(5):
-                raise RuntimeError("raw zenoh echo lost a message")
-            if i >= warm:
-                out.append((time.perf_counter() - t0) * 1e6)
-        return out
-    finally:
-        ch.close()
-        s.close()
+
+    def one(self) -> float:
+        self.got.clear()
+        t0 = time.perf_counter()
+        self.pub.put(self.payload)
+        if not self.got.wait(5):
+            raise RuntimeError("raw zenoh echo lost a message")
+        return (time.perf_counter() - t0) * 1e6
+
+    def close(self) -> None:
+        self.ch.close()
+        self.s.close()
 
 
-def rt_bridge(n: int, warm: int) -> List[float]:
-    import sharedstate as ss
-    port, tag = free_port(), uuid.uuid4().hex[:8]
-    s = zsession(f"tcp/127.0.0.1:{port}", None)
-    ask = ss.SharedState.create(f"bb-{tag}-ask", ss.CONTROLLER)
-    ex = ss.bridge.export_state(f"bb-{tag}-ask", f"bench/{tag}/ask", s, poll=0.05)
-    ch = Child("bridge_echo", port, tag)
-    im = ss.bridge.import_state(f"bench/{tag}/reply", f"bb-{tag}-replym", s)
-    m = ss.SharedState.open(f"bb-{tag}-replym")
+class RtBridge:
+    """The bridge: ask written on A -> exported -> mirror on B -> B writes its reply -> exported
+    -> mirror on A, which our wait() sees (the library's waits on both sides, default spin)."""
+
+    def __init__(self) -> None:
+        import sharedstate as ss
+        port, tag = free_port(), uuid.uuid4().hex[:8]
+        self.s = zsession(f"tcp/127.0.0.1:{port}", None)
+        self.ask = ss.SharedState.create(f"bb-{tag}-ask", ss.CONTROLLER)
+        self.ex = ss.bridge.export_state(f"bb-{tag}-ask", f"bench/{tag}/ask", self.s, poll=0.05)
+        self.ch = Child("bridge_echo", port, tag)
+        self.im = ss.bridge.import_state(f"bench/{tag}/reply", f"bb-{tag}-replym", self.s)
+        self.m = ss.SharedState.open(f"bb-{tag}-replym")
+        self.i = 0
+
+    def one(self) -> float:
+        self.i += 1
+        i, m = self.i, self.m
+        t0 = time.perf_counter()
+        self.ask.write(x=i)
+        deadline = time.monotonic() + 5
+        v = m.version
+        while m.x != i:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bridged echo lost value {i}")
+            try:
+                v = m.wait(since=v, timeout=1.0)
+            except TimeoutError:
+                pass
+        return (time.perf_counter() - t0) * 1e6
+
+    def close(self) -> None:
+        self.ch.close()
+        self.im.close()
+        self.m.close()
+        self.ex.close()
+        self.ask.close()
+        self.s.close()
+
+
+class RtTcp:
+    """A plain Python TCP socket echo (TCP_NODELAY)."""
+
+    def __init__(self) -> None:
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.ch = Child("tcp_echo", self.srv.getsockname()[1], "tcp")
+        self.c, _ = self.srv.accept()
+        self.c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.b = bytes(16)
+
+    def one(self) -> float:
+        t0 = time.perf_counter()
+        self.c.sendall(self.b)
+        got = 0
+        while got < 16:
+            got += len(self.c.recv(16 - got))
+        return (time.perf_counter() - t0) * 1e6
+
+    def close(self) -> None:
+        self.c.close()
+        self.srv.close()
+        self.ch.close()
+
+
+def round_trips(rounds: int, per_round: int, warm: int) -> Dict[str, Any]:
+    """Raw zenoh, the bridge and TCP set up side by side and measured in alternating rounds of
+    ``per_round`` round trips: this VM's wake latency drifts by 2x over seconds, so a ratio is
+    only meaningful between figures taken in the same stretch. Returns every sample per
+    mechanism and the per-round ratio bridge p50 / raw p50."""
+    mechs: Dict[str, Any] = {}
     try:
-        out = []
-        for i in range(1, warm + n + 1):
-            t0 = time.perf_counter()
-            ask.write(x=i)
-            deadline = time.monotonic() + 5
-            v = m.version
-            while m.x != i:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"bridged echo lost value {i}")
-                try:
-                    v = m.wait(since=v, timeout=1.0)
-                except TimeoutError:
-                    pass
-            if i > warm:
-                out.append((time.perf_counter() - t0) * 1e6)
-        return out
+        for k, cls in (("raw_rt", RtRaw), ("bridge_rt", RtBridge), ("tcp_rt", RtTcp)):
+            mechs[k] = cls()
+        for m in mechs.values():
+            for _ in range(warm):
+                m.one()
+        xs: Dict[str, List[float]] = {k: [] for k in mechs}
+        ratios = []
+        for _ in range(rounds):
+            got = {k: [m.one() for _ in range(per_round)] for k, m in mechs.items()}
+            for k, v in got.items():
+                xs[k] += v
+            ratios.append(statistics.median(got["bridge_rt"]) / statistics.median(got["raw_rt"]))
+        return {"samples": xs, "ratios": ratios}
     finally:
-        ch.close()
-        im.close()
-        m.close()
-        ex.close()
-        ask.close()
-        s.close()
-
-
-def rt_tcp(n: int, warm: int) -> List[float]:
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
-    ch = Child("tcp_echo", port, "tcp")
-    c, _ = srv.accept()
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        out = []
-        b = bytes(16)
-        for i in range(warm + n):
-            t0 = time.perf_counter()
-            c.sendall(b)
-            got = 0
-            while got < 16:
-                got += len(c.recv(16 - got))
-            if i >= warm:
-                out.append((time.perf_counter() - t0) * 1e6)
-        return out
-    finally:
-        c.close()
-        srv.close()
-        ch.close()
+        for m in mechs.values():
+            m.close()
 
 
 def tp_raw(n: int, size: int) -> float:
@@ -408,15 +440,16 @@ def fr_bridge(seconds: float, nbytes: int) -> float:
     port, tag = free_port(), uuid.uuid4().hex[:8]
     s = zsession(f"tcp/127.0.0.1:{port}", None)
     fr = ss.Frames.create(f"bb-{tag}-f", (nbytes,), np.uint8)
-    ex = ss.bridge.export_frames(f"bb-{tag}-f", f"bench/{tag}/frames", s, poll=0.05)
+    ex = ss.bridge.export_frames(f"bb-{tag}-f", f"bench/{tag}/frames", s, poll=0.05, shared_memory=True)
     ch = Child("bridge_frames_sink", port, tag, "--n", str(n))
     src = None
     try:
-        # Latest-value: a game process publishes at 2 kHz (more than the link takes) for
-        # ``seconds``; the receiver counts the frames it held (the ones the link had no time for
-        # are skipped, not queued).
+        # Latest-value: a game process publishes at 6 kHz for ``seconds`` (about what the raw
+        # link takes here: a 2 kHz source capped the bridge at 2 kHz, a 20 kHz one takes CPU
+        # the exporter and importer need on a 2-vCPU machine); the receiver counts the frames it
+        # held (the ones the link had no time for are skipped, not queued).
         t0 = time.time()
-        src = Child("frames_source", port, tag, "--n", "2000")
+        src = Child("frames_source", port, tag, "--n", "6000")
         time.sleep(seconds)
         src.close()
         src = None
@@ -431,40 +464,61 @@ def fr_bridge(seconds: float, nbytes: int) -> float:
         s.close()
 
 
+def _zenoh_shm_files() -> set:
+    d = "/dev/shm"
+    return {f for f in os.listdir(d) if f.endswith(".zenoh")} if os.path.isdir(d) else set()
+
+
 def run_bridge(quick: bool = False) -> Dict[str, Any]:
-    """One run of every bridge figure; ratios pair figures taken in this run."""
+    """One run of every bridge figure; ratios pair figures taken in this run. Zenoh's
+    shared-memory peers leave their segments in /dev/shm at exit (zenoh#2787 and the bridge's
+    make_config): the ones that appeared during the run are removed at its end."""
+    before = _zenoh_shm_files()
+    try:
+        return _run_bridge(quick)
+    finally:
+        for f in _zenoh_shm_files() - before:
+            try:
+                os.unlink(os.path.join("/dev/shm", f))
+            except OSError:
+                pass
+
+
+def _run_bridge(quick: bool) -> Dict[str, Any]:
     try:
         import zenoh  # noqa: F401
     except ImportError:
         return {"skipped": "eclipse-zenoh is not installed (pip install 'sharedstate[zenoh]')"}
-    import sharedstate as ss
-    n, warm = (300, 50) if quick else (2000, 200)
+    n, warm = (500, 50) if quick else (3000, 200)
     res: Dict[str, Any] = {"rows": {}}
     rows = res["rows"]
-    for key, label, fn in (("raw_rt", "raw zenoh put/subscribe round trip", rt_raw),
-                           ("bridge_rt", "**bridged state round trip (A -> mirror on B -> reply -> mirror on A)**",
-                            rt_bridge),
-                           ("tcp_rt", "plain Python TCP socket round trip", rt_tcp)):
-        xs = fn(n, warm)
+    rt = round_trips(n // 100, 100, warm)
+    for key, label in (("raw_rt", "raw zenoh put/subscribe round trip"),
+                       ("bridge_rt", "**bridged state round trip (A -> mirror on B -> reply -> mirror on A)**"),
+                       ("tcp_rt", "plain Python TCP socket round trip")):
+        xs = rt["samples"][key]
         rows[key] = {"label": label, "p50": statistics.median(xs), "p99": pct(xs, 99), "unit": "µs"}
     tn = 20000 if quick else 200000
     rows["raw_tp"] = {"label": "raw zenoh pub/sub, 64 B, BLOCK", "rate": tp_raw(tn, 64), "unit": "msg/s"}
     rows["bridge_tp"] = {"label": "**Queue over the bridge, 64 B, every message in order**",
                          "rate": tp_bridge(tn, 64), "unit": "msg/s"}
-    fn_ = 1.0 if quick else 3.0  # seconds of frames
-    rows["raw_fr"] = {"label": "raw zenoh + shared memory, 1 MiB frames", "rate": fr_raw_shm(fn_, 1 << 20),
+    # frames: alternating rounds (raw, bridge), the ratio per round (the VM drifts, as above)
+    fr_rounds, fn_ = (1, 1.0) if quick else (3, 1.5)
+    fr: Dict[str, List[float]] = {"raw_fr": [], "bridge_fr": []}
+    for _ in range(fr_rounds):
+        fr["raw_fr"].append(fr_raw_shm(fn_, 1 << 20))
+        fr["bridge_fr"].append(fr_bridge(fn_, 1 << 20))
+    rows["raw_fr"] = {"label": "raw zenoh + shared memory, 1 MiB frames", "rate": statistics.median(fr["raw_fr"]),
                       "unit": "frames/s"}
-    if hasattr(ss, "Frames"):
-        rows["bridge_fr"] = {"label": "**Frames over the bridge, 1 MiB**", "rate": fr_bridge(fn_, 1 << 20),
-                             "unit": "frames/s"}
+    rows["bridge_fr"] = {"label": "**Frames over the bridge, 1 MiB (the game publishing at 6 kHz)**",
+                         "rate": statistics.median(fr["bridge_fr"]), "unit": "frames/s"}
+    fr_ratio = statistics.median(b / r for r, b in zip(fr["raw_fr"], fr["bridge_fr"]))
     t = res["targets"] = []
-    t.append(("bridged round trip p50 / raw zenoh round trip p50", rows["bridge_rt"]["p50"] / rows["raw_rt"]["p50"],
-              "<= 1.2"))
+    t.append(("bridged round trip / raw zenoh round trip (median over rounds of the p50 ratio)",
+              statistics.median(rt["ratios"]), "<= 1.2"))
     t.append(("Queue over the bridge / raw zenoh pub/sub (msg/s)", rows["bridge_tp"]["rate"] / rows["raw_tp"]["rate"],
               ">= 0.8"))
-    if "bridge_fr" in rows:
-        t.append(("1 MiB Frames over the bridge / raw zenoh shm (frames/s)",
-                  rows["bridge_fr"]["rate"] / rows["raw_fr"]["rate"], ">= 0.8"))
+    t.append(("1 MiB Frames over the bridge / raw zenoh shm (frames/s, median over rounds)", fr_ratio, ">= 0.8"))
     return res
 
 
