@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -338,6 +338,101 @@ class RtTcp:
         self.ch.close()
 
 
+# Cyclone DDS on loopback only: unicast discovery to 127.0.0.1, no multicast (as the zenoh peers)
+_DDS_URI = ("<CycloneDDS><Domain><General><Interfaces><NetworkInterface name='lo'/></Interfaces>"
+            "<AllowMulticast>false</AllowMulticast></General><Discovery><ParticipantIndex>auto</ParticipantIndex>"
+            "<Peers><Peer address='127.0.0.1'/></Peers></Discovery></Domain></CycloneDDS>")
+
+
+def _dds(domain: int, topic_in: str, topic_out: str) -> Any:
+    """A participant with a reliable KeepLast(1) reader of ``topic_in`` (and its waitset) and
+    writer of ``topic_out``: the state-like QoS a DDS user would pick for a controller state."""
+    os.environ["CYCLONEDDS_URI"] = _DDS_URI
+    from dataclasses import dataclass
+
+    import cyclonedds.idl.types as ddst  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.domain import DomainParticipant  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.idl import IdlStruct  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.pub import DataWriter  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.sub import DataReader  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.topic import Topic  # type: ignore[import-not-found,unused-ignore]
+    from cyclonedds.util import duration  # type: ignore[import-not-found,unused-ignore]
+
+    # built with real annotation objects: this module's annotations are strings (from
+    # __future__ import annotations), which Cyclone's type resolver does not take
+    import types as _types
+    fields = {"seq": ddst.uint64, "x": ddst.int32, "y": ddst.int32}  # 16 bytes, as the state
+    Ctl: Any = dataclass(_types.new_class("Ctl", (IdlStruct,), {"typename": "sharedstate_bench::Ctl"},
+                                     lambda ns: ns.update(__annotations__=fields)))
+
+    qos = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(1))
+    dp = DomainParticipant(domain)
+    r = DataReader(dp, Topic(dp, topic_in, Ctl, qos=qos), qos=qos)
+    w = DataWriter(dp, Topic(dp, topic_out, Ctl, qos=qos), qos=qos)
+    ws = WaitSet(dp)
+    ws.attach(ReadCondition(r, SampleState.NotRead | ViewState.Any | InstanceState.Any))
+    return dp, r, w, ws, Ctl, duration
+
+
+def role_dds_echo(port: int, tag: str) -> None:
+    dp, r, w, ws, Ctl, duration = _dds(port, "ping", "pong")
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    while not stop.is_set():
+        ws.wait(duration(milliseconds=200))
+        for smp in r.take():
+            w.write(Ctl(smp.seq, smp.x, smp.y))
+
+
+class RtDds:
+    """Cyclone DDS from Python: write -> the echo's waitset takes and writes back -> our waitset."""
+
+    def __init__(self) -> None:
+        import random
+        domain = random.randrange(1, 230)
+        self.ch = Child("dds_echo", domain, "dds")
+        self.dp, self.r, self.w, self.ws, self.Ctl, self.duration = _dds(domain, "pong", "ping")
+        self.i = 0
+        deadline = time.monotonic() + 20
+        while True:  # until discovery matched both ways
+            if time.monotonic() > deadline:
+                raise RuntimeError("Cyclone DDS echo never answered")
+            if self._ask(0.1) is not None:
+                break
+
+    def _ask(self, timeout: float) -> Optional[float]:
+        self.i += 1
+        i = self.i
+        t0 = time.perf_counter()
+        self.w.write(self.Ctl(i, 1, 2))
+        end = t0 + timeout
+        while True:
+            self.ws.wait(self.duration(seconds=max(0.0, end - time.perf_counter())))
+            if any(smp.seq == i for smp in self.r.take()):
+                return (time.perf_counter() - t0) * 1e6
+            if time.perf_counter() > end:
+                return None
+
+    def one(self) -> float:
+        x = self._ask(5.0)
+        if x is None:
+            raise RuntimeError("Cyclone DDS echo lost a value")
+        return x
+
+    def close(self) -> None:
+        self.ch.close()
+
+
+def _have_cyclonedds() -> bool:
+    try:
+        import cyclonedds  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def round_trips(rounds: int, per_round: int, warm: int) -> Dict[str, Any]:
     """Raw zenoh, the bridge and TCP set up side by side and measured in alternating rounds of
     ``per_round`` round trips: this VM's wake latency drifts by 2x over seconds, so a ratio is
@@ -345,7 +440,10 @@ def round_trips(rounds: int, per_round: int, warm: int) -> Dict[str, Any]:
     mechanism and the per-round ratio bridge p50 / raw p50."""
     mechs: Dict[str, Any] = {}
     try:
-        for k, cls in (("raw_rt", RtRaw), ("bridge_rt", RtBridge), ("tcp_rt", RtTcp)):
+        kinds: List[Tuple[str, Any]] = [("raw_rt", RtRaw), ("bridge_rt", RtBridge), ("tcp_rt", RtTcp)]
+        if _have_cyclonedds():
+            kinds.append(("dds_rt", RtDds))
+        for k, cls in kinds:
             mechs[k] = cls()
         for m in mechs.values():
             for _ in range(warm):
@@ -464,24 +562,30 @@ def fr_bridge(seconds: float, nbytes: int) -> float:
         s.close()
 
 
-def _zenoh_shm_files() -> set:
+def peer_leftovers() -> set:
+    """The /dev/shm files peers leave at exit: Zenoh's shared-memory segments (zenoh#2787, and
+    the bridge's make_config) and iceoryx2's global management file."""
     d = "/dev/shm"
-    return {f for f in os.listdir(d) if f.endswith(".zenoh")} if os.path.isdir(d) else set()
+    return {f for f in os.listdir(d) if f.endswith(".zenoh") or f.startswith("iox2_")} if os.path.isdir(d) else set()
+
+
+def remove_new_leftovers(before: set) -> None:
+    """Remove the peers' files that appeared since ``before`` (their processes have exited)."""
+    for f in peer_leftovers() - before:
+        try:
+            os.unlink(os.path.join("/dev/shm", f))
+        except OSError:
+            pass
 
 
 def run_bridge(quick: bool = False) -> Dict[str, Any]:
-    """One run of every bridge figure; ratios pair figures taken in this run. Zenoh's
-    shared-memory peers leave their segments in /dev/shm at exit (zenoh#2787 and the bridge's
-    make_config): the ones that appeared during the run are removed at its end."""
-    before = _zenoh_shm_files()
+    """One run of every bridge figure; ratios pair figures taken in this run. The files
+    Zenoh's shared-memory peers leave in /dev/shm during the run are removed at its end."""
+    before = peer_leftovers()
     try:
         return _run_bridge(quick)
     finally:
-        for f in _zenoh_shm_files() - before:
-            try:
-                os.unlink(os.path.join("/dev/shm", f))
-            except OSError:
-                pass
+        remove_new_leftovers(before)
 
 
 def _run_bridge(quick: bool) -> Dict[str, Any]:
@@ -495,7 +599,11 @@ def _run_bridge(quick: bool) -> Dict[str, Any]:
     rt = round_trips(n // 100, 100, warm)
     for key, label in (("raw_rt", "raw zenoh put/subscribe round trip"),
                        ("bridge_rt", "**bridged state round trip (A -> mirror on B -> reply -> mirror on A)**"),
-                       ("tcp_rt", "plain Python TCP socket round trip")):
+                       ("tcp_rt", "plain Python TCP socket round trip"),
+                       ("dds_rt", "Cyclone DDS (Python) round trip, reliable, KeepLast(1)")):
+        if key not in rt["samples"]:
+            rows[key] = {"label": label, "skipped": "cyclonedds is not installed (pip install cyclonedds)", "unit": "µs"}
+            continue
         xs = rt["samples"][key]
         rows[key] = {"label": label, "p50": statistics.median(xs), "p99": pct(xs, 99), "unit": "µs"}
     tn = 20000 if quick else 200000
@@ -528,7 +636,9 @@ def markdown(res: Dict[str, Any]) -> List[str]:
         return L + [f"skipped: {res['skipped']}", ""]
     L += ["| mechanism | p50 | p99 / rate |", "| --- | ---: | ---: |"]
     for r in res["rows"].values():
-        if r["unit"] == "µs":
+        if "skipped" in r:
+            L.append(f"| {r['label']} | skipped: {r['skipped']} | |")
+        elif r["unit"] == "µs":
             L.append(f"| {r['label']} | {r['p50']:.1f} µs | {r['p99']:.1f} µs |")
         else:
             L.append(f"| {r['label']} | | {r['rate']:,.0f} {r['unit']} |")

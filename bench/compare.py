@@ -942,5 +942,15 @@ def main(argv=None):
     return 0
 
 
+def main_clean(argv=None):
+    """main(), then remove what the peers (zenoh shared memory, iceoryx2) left in /dev/shm."""
+    from bench_bridge import peer_leftovers, remove_new_leftovers
+    before = peer_leftovers()
+    try:
+        return main(argv)
+    finally:
+        remove_new_leftovers(before)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_clean())
