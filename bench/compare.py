@@ -52,6 +52,13 @@ def pin(cpu):
         pass
 
 
+def pin_all(cpus_):
+    try:
+        os.sched_setaffinity(0, set(cpus_))
+    except (AttributeError, OSError):
+        pass
+
+
 class Alarm:
     """Raise TimeoutError in this (main) thread after `seconds`: a pure-Python spin loop
     or a blocking call in a peer must not hang the whole run."""
@@ -916,12 +923,11 @@ def main(argv=None):
     if "bridge" in only:
         log("Zenoh bridge ...")
         from bench_bridge import run_bridge
+        # Unpinned: earlier sections pin this process to one CPU, and every bridge process
+        # (and its Zenoh threads) would inherit that one CPU.
+        pin_all(allowed)
         res["bridge"] = run_bridge(cfg.quick)
-    pin_all = set(allowed)
-    try:
-        os.sched_setaffinity(0, pin_all)
-    except (AttributeError, OSError):
-        pass
+    pin_all(allowed)
     res["seconds"] = time.time() - t0
     res["machine"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     res["targets"] = targets(res)
