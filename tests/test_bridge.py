@@ -120,13 +120,15 @@ def test_default_key_and_safe_defaults():
     assert '"multicast"' not in s or "false" in s
 
 
+def zenoh_files() -> set:
+    """The segments Zenoh's shared memory leaves in /dev/shm (Linux)."""
+    return {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm is Linux's")
 def test_bridge_sessions_leave_nothing_in_dev_shm():
     """Zenoh's shared-memory transport (off by default in the bridge) leaves a segment per
     process in /dev/shm; with it off, a session that sent a big sample leaves nothing."""
-    def zenoh_files() -> set:
-        return {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")}
-
     code = textwrap.dedent("""
         import sys, sharedstate as ss
         s = ss.bridge.session(shared_memory=(sys.argv[1] == "on") or None)
@@ -429,7 +431,7 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm):
     a Zenoh shm buffer (what bench_bridge measures); the segments Zenoh leaves are removed."""
     if zshm and not sys.platform.startswith("linux"):
         pytest.skip("Zenoh's shared memory is measured and cleaned up on Linux")
-    before = {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")} if zshm else set()
+    before = zenoh_files() if zshm else set()
     port = free_port()
     src, mirror = unique_name + "-f", unique_name + "-fm"
     key = "sstest/" + uuid.uuid4().hex
@@ -479,7 +481,7 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm):
         a.close()
         b.close()
         if zshm:  # this process's Zenoh segments (unlinking a mapped segment is safe on Linux)
-            for e in {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")} - before:
+            for e in zenoh_files() - before:
                 os.unlink(os.path.join("/dev/shm", e))
 
 

@@ -357,8 +357,8 @@ class FramesExport(_LatestExport):
             try:
                 buf = self._provider.alloc(len(self._out), policy=self._policy)
             except Exception:  # every buffer still held by a receiver: send it as plain bytes
-                buf = None
-            if buf is not None:
+                pass
+            else:
                 buf[0:len(self._out)] = self._out
                 self.shm_messages += 1
                 return buf, version
@@ -759,10 +759,8 @@ class Bridge:
     def export(self, name: str, key: Optional[str] = None, kind: Optional[str] = None) -> _Link:
         kind = kind or _kind_of(name)
         fns: Dict[str, Callable[..., _Link]] = {"state": export_state, "queue": export_queue, "frames": export_frames}
-        if kind == "frames":
-            link: _Link = export_frames(name, key or default_key(name), self.session, shared_memory=self.shared_memory)
-        else:
-            link = fns[kind](name, key or default_key(name), self.session)
+        opts = {"shared_memory": self.shared_memory} if kind == "frames" else {}
+        link = fns[kind](name, key or default_key(name), self.session, **opts)
         self.links.append(link)
         return link
 
