@@ -341,6 +341,51 @@ void bind_frames(py::module_& m) {
             without_gil([&] { last.reset(); return 0; });
         });
 
+    // A bytearray that borrows another object's bytes for the length of one call: fn(ba).
+    // zenoh-python 1.10 (one abi3 wheel) fills a payload or a shared-memory buffer only from
+    // bytes or bytearray (no buffer protocol: zenoh-python#730), so without this a pinned frame
+    // costs an extra 1 MiB copy into a bytearray before the copy into Zenoh's buffer. The
+    // borrowed object is an ordinary bytearray whose storage pointers aim at src's buffer; it
+    // cannot be resized meanwhile (one export is recorded, as a memoryview would), and after
+    // fn it is emptied (size 0, no storage), so a reference fn kept sees b'' and nothing ever
+    // frees or reaches the borrowed memory. If fn left a buffer export of its own on it (a
+    // memoryview still alive), the bytearray and src are kept alive for good instead: a leak,
+    // never a dangling pointer. Private to the bridge; src must be C-contiguous.
+    m.def("_with_bytearray", [](py::handle src, py::handle fn) -> py::object {
+        Py_buffer view;
+        if (PyObject_GetBuffer(src.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+        PyObject* ba = PyByteArray_FromStringAndSize(nullptr, 0);
+        if (!ba) {
+            PyBuffer_Release(&view);
+            throw py::error_already_set();
+        }
+        auto* b = reinterpret_cast<PyByteArrayObject*>(ba);
+        b->ob_bytes = b->ob_start = static_cast<char*>(view.buf);
+        b->ob_alloc = view.len;
+        Py_SET_SIZE(b, view.len);
+        b->ob_exports = 1;
+        struct Restore {
+            PyByteArrayObject* b;
+            Py_buffer* view;
+            ~Restore() {
+                if (b->ob_exports != 1) {  // fn kept an export: keep b and src's buffer (a leak)
+                    Py_INCREF(reinterpret_cast<PyObject*>(b));
+                } else {
+                    b->ob_bytes = b->ob_start = nullptr;
+                    b->ob_alloc = 0;
+                    Py_SET_SIZE(b, 0);
+                    b->ob_exports = 0;
+                    PyBuffer_Release(view);
+                }
+                Py_DECREF(reinterpret_cast<PyObject*>(b));
+            }
+        } restore{b, &view};
+        PyObject* r = PyObject_CallOneArg(fn.ptr(), ba);
+        if (!r) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(r);
+    }, py::arg("src"), py::arg("fn"),
+       "fn(ba) with ba a bytearray borrowing src's bytes (no copy), emptied after the call (the bridge's shm path)");
+
     m.def("monotonic_ns", [] { return sharedstate::detail::os::monotonic_ns(); },
           "The library's monotonic clock in ns (the clock of FramePin.commit_ns), across processes.");
 }

@@ -3,11 +3,13 @@
 # The module is private: use the sharedstate package, whose classes derive from these.
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
-from typing import Any, ClassVar, Final, Literal
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Final, Literal, TypeVar
 
 import numpy as np
 from typing_extensions import Buffer, TypeAlias
+
+_T = TypeVar("_T")
 
 __version__: str
 PLATFORM: Final[Literal["posix", "win32"]]
@@ -362,6 +364,10 @@ class FramesCore:
 
 def monotonic_ns() -> int:
     """The library's monotonic clock in ns (FramePin.commit_ns's clock), the same in every process."""
+
+def _with_bytearray(src: Buffer, fn: Callable[[bytearray], _T]) -> _T:
+    """fn(ba), ba a bytearray borrowing src's bytes (no copy; fn only reads it), emptied after
+    the call. The bridge's way into Zenoh's shm buffers, which take only bytes/bytearray."""
 
 # ---------------------------------------------------------------- looking without holding (inspect.hpp)
 PEEK_KINDS: Final[tuple[str, ...]]
