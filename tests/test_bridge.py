@@ -181,6 +181,79 @@ def test_state_in_process(unique_name):
         b.close()
 
 
+def test_direct_write_and_on_update_answer_without_a_thread(unique_name):
+    """export.write() writes the local state and sends from the caller's thread; an import's
+    on_update(mirror) runs once each value is in the mirror, and may answer through another
+    export's write(): a round trip that wakes no thread of the bridge. An exception in
+    on_update is kept in the import's ``error`` and the link goes on."""
+    import threading
+    port = free_port()
+    key_ask, key_reply = "sstest/" + uuid.uuid4().hex, "sstest/" + uuid.uuid4().hex
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    threads: list = []
+    try:
+        with ss.SharedState.create(unique_name + "-ask", ss.CONTROLLER) as ask, \
+                ss.SharedState.create(unique_name + "-reply", ss.CONTROLLER):
+            ex_ask = ss.bridge.export_state(unique_name + "-ask", key_ask, a)
+            ex_reply = ss.bridge.export_state(unique_name + "-reply", key_reply, b)
+
+            def answer(m):
+                threads.append(threading.current_thread().name)
+                snap = m.read()
+                if snap.y < 0:
+                    raise RuntimeError("a bad value")
+                ex_reply.write(x=snap.x, y=snap.y * 2)
+
+            im_ask = ss.bridge.import_state(key_ask, unique_name + "-askm", b, on_update=answer)
+            im_reply = ss.bridge.import_state(key_reply, unique_name + "-replym", a)
+            try:
+                with ss.SharedState.open(unique_name + "-replym") as m:
+                    for i in range(1, 50):
+                        v = ex_ask.write(x=i, y=i)
+                        assert v == ask.version and ask.read().x == i  # the local state has it too
+                        until(lambda: m.read().x == i, 10, f"answer {i}")
+                        assert m.read().y == 2 * i
+                    assert threads and threading.main_thread().name not in threads
+                    assert im_ask.error is None
+                    ex_ask.write(x=99, y=-1)  # on_update raises: kept, the link goes on
+                    until(lambda: im_ask.error is not None, 10, "the callback's error kept")
+                    assert isinstance(im_ask.error, RuntimeError)
+                    ex_ask.write(x=100, y=5)
+                    until(lambda: m.read().x == 100 and m.read().y == 10, 10, "answers after the error")
+                    # a write from elsewhere (not through the export) still goes out, within poll
+                    ask.write(x=7, y=7)
+                    until(lambda: m.read().x == 7, 10, "another writer's value sent by the bridge's thread")
+            finally:
+                im_reply.close()
+                im_ask.close()
+                ex_reply.close()
+                ex_ask.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_with_bytearray_borrows_and_then_empties(unique_name):
+    """_core._with_bytearray: the bytearray sees src's bytes without a copy, cannot be resized
+    meanwhile, and is empty after the call (a reference kept reaches nothing)."""
+    from sharedstate import _core
+    with ss.Frames.create(unique_name, (4096,), np.uint8) as fr:
+        fr.publish(np.arange(4096, dtype=np.uint32).astype(np.uint8))
+        pin = fr._core.latest()
+        kept = []
+        assert _core._with_bytearray(pin, lambda ba: (kept.append(ba), bytes(ba[:4]), len(ba))[1:]) == (b"\0\1\2\3", 4096)
+        assert kept[0] == bytearray() and len(kept[0]) == 0
+        with pytest.raises(BufferError):
+            _core._with_bytearray(pin, lambda ba: ba.extend(b"x"))
+        with pytest.raises(ZeroDivisionError):  # the callback's error comes through, emptied all the same
+            _core._with_bytearray(pin, lambda ba: kept.append(ba) or 1 / 0)
+        assert len(kept[1]) == 0
+        with pytest.raises(TypeError):
+            _core._with_bytearray(object(), len)
+        del pin
+
+
 def test_layout_mismatch_with_an_existing_local_object(unique_name):
     port = free_port()
     key = "sstest/" + uuid.uuid4().hex
@@ -423,12 +496,15 @@ def _drain_across_a_cut(m: ss.SharedState, out: ss.Queue, n: int, link) -> None:
     until(lambda: m.read().x == n - 1, 30, "state mirror catches up after the cut")
 
 
-@pytest.mark.parametrize("zshm", [False, True], ids=["tcp", "zenoh-shm"])
-def test_frames_of_1mib_arrive_untorn(unique_name, zshm):
+@pytest.mark.parametrize("zshm,same_host", [(False, False), (True, False), (False, True)],
+                         ids=["tcp", "zenoh-shm", "same-host"])
+def test_frames_of_1mib_arrive_untorn(unique_name, zshm, same_host):
     """Frames: 1 MiB frames, each one constant fill, exported and imported by two sessions;
     every frame the reader of the mirror holds is whole (checked after use), never a mix.
-    zenoh-shm: both sessions with Zenoh's shared memory and the exporter sending each frame in
-    a Zenoh shm buffer (what bench_bridge measures); the segments Zenoh leaves are removed."""
+    tcp: whole frames through the socket. zenoh-shm: both sessions with Zenoh's shared memory
+    and the exporter sending each frame in a Zenoh shm buffer (a borrowed bytearray: one copy);
+    the segments Zenoh leaves are removed. same-host: the importer opens the exported Frames
+    and copies from them; only versions go through Zenoh, no frame bytes (no K/data message)."""
     if zshm and not sys.platform.startswith("linux"):
         pytest.skip("Zenoh's shared memory is measured and cleaned up on Linux")
     before = zenoh_files() if zshm else set()
@@ -441,7 +517,11 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm):
         with ss.Frames.create(src, (1024, 1024), np.uint8) as fr:
             fr.publish(np.full((1024, 1024), 1, np.uint8))
             ex = ss.bridge.export_frames(src, key, a, shared_memory=zshm)
-            im = ss.bridge.import_frames(key, mirror, b)
+            sent = []
+            real_message = ex._message
+            ex._message = lambda: sent.append(1) or real_message()  # type: ignore[method-assign]
+            im = ss.bridge.import_frames(key, mirror, b, same_host=same_host)
+            assert im.same_host == same_host
             try:
                 with ss.Frames.open(mirror) as r:
                     assert r.shape == (1024, 1024) and r.dtype == np.uint8
@@ -474,6 +554,7 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm):
                     until(lambda: _latest_fill(r) == 199, 10, "the last frame arrives")
                     assert len(seen) >= 2
                     assert (ex.shm_messages > 0) == zshm, ex.shm_messages
+                    assert (len(sent) == 0) == same_host, len(sent)  # whole frames sent, or none
             finally:
                 im.close()
                 ex.close()

@@ -62,6 +62,10 @@ _LEN = struct.Struct("<I")
 # K/ack: magic, epoch, highest batch delivered in order (+1), flags (1: a gap was seen: resend)
 _ACK = struct.Struct("<4sQQI")
 _ACK_MAGIC = b"SSA1"
+# K/ref (frames, importers on the exporter's machine): magic, epoch, version, and the exported
+# segment's identity (creator pid, creation time in ns) so the importer knows it reads the same one
+_REF = struct.Struct("<4sQQQQ")
+_REF_MAGIC = b"SSR1"
 
 
 def _zenoh() -> Any:
@@ -238,7 +242,14 @@ class _Export(_Link):
 
 
 class _LatestExport(_Export):
-    """States and frames: wait for a new version, send the newest consistent value."""
+    """States and frames: wait for a new version, send the newest consistent value.
+
+    A thread of the bridge waits with the local object's own ``wait()`` and sends each new
+    version. A writer in this process can instead send its own values at once from its own
+    thread (``StateExport.write``): no wake-up of the bridge's thread between the write and the
+    put. While it does (a direct send within the last ``poll`` seconds) the thread stops
+    waiting on the object, whose every write would wake it for nothing, and only looks for
+    values written by other processes every ``poll`` seconds."""
 
     local: Any
 
@@ -246,10 +257,18 @@ class _LatestExport(_Export):
         zenoh = _zenoh()
         super().__init__(sess, key, meta)
         self._poll = poll
+        self._send_lock = threading.Lock()  # one message at a time, versions in order
+        self._sent = -1  # the version sent last
+        self._direct_at = -1e9  # monotonic time of the last direct send
+        self._alive_at = -1e9  # monotonic time of the last liveness check
         self._pub = self._declared(zenoh.ext.declare_advanced_publisher(
             sess, f"{key}/data", cache=zenoh.ext.CacheConfig(max_samples=1), publisher_detection=True,
             congestion_control=zenoh.CongestionControl.BLOCK, express=True))
+        self._declare_more(sess, key)
         self._start(self._run, f"bridge-export-{key}")
+
+    def _declare_more(self, sess: Any, key: str) -> None:
+        pass
 
     def _writer_alive(self) -> bool:
         return True
@@ -258,12 +277,28 @@ class _LatestExport(_Export):
         since = -1
         while not self._stop.is_set():
             version = self._wait(since)
-            self._set_alive(self._writer_alive())
-            if version is None:
+            now = time.monotonic()
+            force = False
+            if version is None or now - self._alive_at >= self._poll:  # not per value: info() + a pid check
+                self._alive_at = now
+                self._set_alive(self._writer_alive())
+                force = self._newly_wanted()
+            if version is None and not force:
                 continue
+            since = self._send(force)
+
+    def _newly_wanted(self) -> bool:
+        """True when a receiver appeared that the value must be sent again for (frames)."""
+        return False
+
+    def _send(self, force: bool = False) -> int:
+        """Send the newest value unless it went already; the version the link has sent."""
+        with self._send_lock:
             message, version = self._message()
-            self._pub.put(message)
-            since = version
+            if version != self._sent or force:
+                self._pub.put(message)
+                self._sent = version
+            return version
 
     def _wait(self, since: int) -> Optional[int]:
         """The version to send now, or None (nothing new within ``poll``: check liveness)."""
@@ -272,6 +307,10 @@ class _LatestExport(_Export):
             if v > 0 or self.kind == "state":
                 return v
             since = 0
+        if time.monotonic() - self._direct_at < self._poll:  # this process sends its own writes
+            self._stop.wait(self._poll)
+            v = int(self.local.version)
+            return v if v != self._sent else None
         try:
             return int(self.local.wait(since=since, timeout=self._poll))
         except TimeoutError:
@@ -291,7 +330,9 @@ class StateExport(_LatestExport):
         from ._state import SharedState
         self.local = SharedState.open(name)
         L = self.local.layout
-        self._buf = bytearray(L.size)
+        # the message is built in place: the header, then one consistent copy of the payload
+        self._out = bytearray(_DATA.size + L.size)
+        self._payload = memoryview(self._out)[_DATA.size:]
         try:
             super().__init__(sess, key, {"kind": "state", "name": name, "fields": L._spec(),
                                          "size": L.size, "align": L.align}, poll)
@@ -300,8 +341,17 @@ class StateExport(_LatestExport):
             raise
 
     def _message(self) -> Tuple[Any, int]:
-        version = int(self.local.read_into(self._buf))  # one consistent copy, and the version it had
-        return _zenoh().ZBytes(_DATA.pack(_DATA_MAGIC, self.epoch, version) + self._buf), version
+        version = int(self.local.read_into(self._payload))  # one consistent copy, and the version it had
+        _DATA.pack_into(self._out, 0, _DATA_MAGIC, self.epoch, version)
+        return self._out, version  # put() copies it at once (bytearray into a ZBytes)
+
+    def write(self, *args: Any, **fields: Any) -> int:
+        """``local.write(...)`` (the same arguments as SharedState.write), then the new value is
+        sent at once from this thread: the lowest latency, for a writer in this process. Returns
+        the version sent (the newest: a write from elsewhere in between wins, as on the link)."""
+        self.local.write(*args, **fields)
+        self._direct_at = time.monotonic()
+        return self._send()
 
     def _writer_alive(self) -> bool:
         info = self.local.info()
@@ -324,19 +374,31 @@ class FramesExport(_LatestExport):
         zenoh = _zenoh()
         self.local = Frames.open(name)
         dt = np.dtype(self.local.dtype)
+        info = self.local.info()
+        # Importers on this machine that can open the Frames themselves copy each frame straight
+        # from it (import_frames(same_host=True)): they subscribe to K/ref, which carries only the
+        # version, and no frame bytes cross Zenoh for them. K/data carries whole frames, and only
+        # while a subscriber of it exists (a probe publisher's matching status says so).
+        self._ident = (int(info["creator_pid"]), int(info["created_unix_ns"]))
         meta = {"kind": "frames", "name": name, "shape": list(self.local.shape),
-                "dtype": dt.descr if dt.fields else dt.str}
-        # The message is built in one reused buffer: the header, then the pinned frame copied in
-        # once (numpy, GIL released). Zenoh takes bytes or bytearray only (no buffer protocol),
-        # so that copy cannot be skipped; with shared_memory the buffer goes into a Zenoh shm
-        # buffer (the second and last copy: local peers map it, nothing crosses the socket).
+                "dtype": dt.descr if dt.fields else dt.str,
+                "same_host": {"name": name, "creator_pid": self._ident[0], "created_unix_ns": self._ident[1]}}
+        self._data_wanted = False
+        # Zenoh takes bytes or bytearray only (no buffer protocol in zenoh-python 1.10:
+        # zenoh-python#730). With shared_memory the pinned frame goes straight into a Zenoh shm
+        # buffer, through a bytearray that borrows the pinned slot (_core._with_bytearray): one
+        # copy, and local peers map the buffer, nothing crosses the socket. Without it (or when
+        # no shm buffer frees up in time) the message is built in one reused bytearray (the
+        # header, then the frame, copied by numpy with the GIL released) that Zenoh copies again.
         self._out = bytearray(_DATA.size + self.local.nbytes)
         self._frame = np.frombuffer(self._out, np.uint8, offset=_DATA.size)
         self._provider: Any = None
         self.shm_messages = 0  # frames sent in a Zenoh shm buffer (the rest as plain bytes)
         if shared_memory:
-            # a few messages in flight: receivers hold one while they copy it out
-            self._provider = zenoh.shm.ShmProvider.default_backend(max(4 * len(self._out), 1 << 20))
+            # Several messages in flight: one being filled, one on the way, and each local
+            # receiver holding one while it copies it out (Zenoh frees a buffer when every
+            # receiver dropped it); 16 MiB at least, Zenoh's own default pool size.
+            self._provider = zenoh.shm.ShmProvider.default_backend(max(8 * len(self._out), 16 << 20))
             self._policy = zenoh.shm.GarbageCollect()
         try:
             super().__init__(sess, key, meta, poll)
@@ -346,23 +408,61 @@ class FramesExport(_LatestExport):
 
     def _message(self) -> Tuple[Any, int]:
         import numpy as np
+        from . import _core
         pin = self.local._core.latest()  # pinned: the writer cannot reuse the slot while we copy it
         try:
             version = int(pin.version)
+            buf = self._shm_buffer() if self._provider is not None else None
+            if buf is not None:
+                n = len(self._out)
+                buf[0:_DATA.size] = _DATA.pack(_DATA_MAGIC, self.epoch, version)
+                _core._with_bytearray(pin, lambda frame: buf.__setitem__(slice(_DATA.size, n), frame))
+                self.shm_messages += 1
+                return buf, version
             np.copyto(self._frame, np.frombuffer(pin, np.uint8))
         finally:
             del pin  # unpinned with its last reference (the frombuffer view is gone too)
         _DATA.pack_into(self._out, 0, _DATA_MAGIC, self.epoch, version)
-        if self._provider is not None:
-            try:
-                buf = self._provider.alloc(len(self._out), policy=self._policy)
-            except Exception:  # every buffer still held by a receiver: send it as plain bytes
-                pass
-            else:
-                buf[0:len(self._out)] = self._out
-                self.shm_messages += 1
-                return buf, version
         return _zenoh().ZBytes(self._out), version
+
+    def _declare_more(self, sess: Any, key: str) -> None:
+        zenoh = _zenoh()
+        self._ref_pub = self._declared(sess.declare_publisher(
+            f"{key}/ref", congestion_control=zenoh.CongestionControl.BLOCK, express=True))
+        self._probe = self._declared(sess.declare_publisher(f"{key}/data"))  # never puts: matching only
+
+    def _newly_wanted(self) -> bool:
+        wanted = self._probe.matching_status.matching
+        newly = wanted and not self._data_wanted
+        self._data_wanted = wanted
+        return newly
+
+    def _send(self, force: bool = False) -> int:
+        with self._send_lock:
+            version = int(self.local.version)
+            if version == self._sent and not force:
+                return version
+            if self._ref_pub.matching_status.matching:
+                self._ref_pub.put(_REF.pack(_REF_MAGIC, self.epoch, version, *self._ident))
+            if self._probe.matching_status.matching:
+                self._data_wanted = True
+                message, version = self._message()
+                self._pub.put(message)
+            self._sent = version
+            return version
+
+    def _shm_buffer(self) -> Any:
+        """A Zenoh shm buffer for the next message, or None. Every buffer is held by a receiver
+        still copying one out: wait a little for one (a frame sent as plain bytes instead costs
+        a 1 MiB trip through the socket, far longer), up to 20 ms, then send plain bytes."""
+        deadline = time.monotonic() + 0.02
+        while True:
+            try:
+                return self._provider.alloc(len(self._out), policy=self._policy)
+            except Exception:
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    return None
+                time.sleep(0.0002)
 
     def _close_local(self) -> None:
         self.local.close()
@@ -424,7 +524,7 @@ class QueueExport(_Export):
                 if self._unacked_bytes >= self.window:
                     self._cv.wait(0.05)
                     continue
-            if not self._pub.matching_status:  # nobody to deliver to: keep the messages queued here
+            if not self._pub.matching_status.matching:  # nobody to deliver to: keep the messages queued here
                 self._stop.wait(0.05)
                 continue
             try:
@@ -512,6 +612,10 @@ class _LatestImport(_Import):
         super().__init__(sess, key)
         self._lock = threading.Lock()
         self._last = (-1, -1)  # (exporter epoch, version) of the value the mirror has
+        # on_update(local): called in Zenoh's receiving thread once each new value is in the
+        # mirror (no wake-up of another thread: the lowest latency to react to a value). Keep it
+        # short, it holds up the next value; an exception it raises is kept in ``error``.
+        self.on_update: Optional[Callable[[Any], None]] = None
         self._nbytes = 0
         self.meta = _query_meta(sess, key, timeout)
         if self.meta.get("kind") != kind:
@@ -538,10 +642,17 @@ class _LatestImport(_Import):
         if magic != _DATA_MAGIC:
             return
         with self._lock:  # versions only move forward within one exporter's life
-            if (epoch, version) != self._last and not (epoch == self._last[0] and version < self._last[1]):
-                self._last = (epoch, version)
-                if not self.local.closed:
-                    self._apply(memoryview(b)[_DATA.size:])
+            if (epoch, version) == self._last or (epoch == self._last[0] and version < self._last[1]):
+                return
+            self._last = (epoch, version)
+            if self.local.closed:
+                return
+            self._apply(memoryview(b)[_DATA.size:])
+        if self.on_update is not None:
+            try:
+                self.on_update(self.local)
+            except Exception as e:  # kept, never raised into Zenoh's thread; the link goes on
+                self.error = e
 
     def _apply(self, payload: memoryview) -> None:
         raise NotImplementedError
@@ -556,10 +667,12 @@ class StateImport(_LatestImport):
 
     kind = "state"
 
-    def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0) -> None:
+    def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0,
+                 on_update: Optional[Callable[[Any], None]] = None) -> None:
         from ._layout import Layout
         from ._state import SharedState
         super().__init__(sess, key, "state", timeout)
+        self.on_update = on_update
         layout = Layout._make(self.meta["fields"], self.meta["size"], self.meta["align"])
         self.local = SharedState._create_mirror(local_name, layout, key)
         self._nbytes = layout.size
@@ -588,10 +701,12 @@ class FramesImport(_LatestImport):
 
     kind = "frames"
 
-    def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0, readers: int = 4) -> None:
+    def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0, readers: int = 4,
+                 on_update: Optional[Callable[[Any], None]] = None, same_host: bool = True) -> None:
         import numpy as np
         from . import Frames
         super().__init__(sess, key, "frames", timeout)
+        self.on_update = on_update
         d = self.meta["dtype"]
         dt = np.dtype([tuple(f) for f in d] if isinstance(d, list) else d)
         shape = tuple(self.meta["shape"])
@@ -602,10 +717,92 @@ class FramesImport(_LatestImport):
             self.local.close()
             raise LayoutMismatchError(f"frames {local_name!r} exist as {got}, the source {key!r} sends {(shape, dt)}")
         self._nbytes = int(np.prod(shape)) * dt.itemsize
-        self._subscribe()
+        self._shape, self._dtype = shape, dt
+        self._src: Any = None  # the exported Frames themselves, when this is their machine
+        self._src_ident: Tuple[int, int] = (-1, -1)
+        here = self.meta.get("same_host")
+        if same_host and isinstance(here, dict) and self._open_source(
+                str(here.get("name")), (int(here.get("creator_pid", -1)), int(here.get("created_unix_ns", -1)))):
+            self._subscribe_same_host()
+        else:
+            self._subscribe()
+
+    @property
+    def same_host(self) -> bool:
+        """True when frames are copied straight from the exported Frames on this machine."""
+        return self._src is not None
+
+    def _open_source(self, name: str, ident: Tuple[int, int]) -> bool:
+        """Open the exported Frames ``name`` if they are the very segment the exporter reads
+        (same creator pid and creation time: not another machine's or an older one)."""
+        from . import Frames
+        import numpy as np
+        try:
+            src = Frames.open(name)
+        except (OSError, ValueError):
+            return False  # another machine, another user, or gone
+        i = src.info()
+        if ((int(i["creator_pid"]), int(i["created_unix_ns"])) != ident or tuple(src.shape) != self._shape
+                or np.dtype(src.dtype) != self._dtype):
+            src.close()
+            return False
+        old, self._src, self._src_ident = self._src, src, ident
+        if old is not None:
+            old.close()
+        return True
+
+    def _subscribe_same_host(self) -> None:
+        try:
+            self._watch_alive()
+            self._declared(self.session.declare_subscriber(f"{self.key}/ref", self._on_ref))
+            with self._lock:
+                self._copy_latest(int(self.meta.get("epoch", -1)))  # the latest frame at once (a late joiner)
+        except BaseException:
+            self.close()
+            raise
+
+    def _on_ref(self, sample: Any) -> None:
+        b = sample.payload.to_bytes()
+        if len(b) != _REF.size:
+            return
+        magic, epoch, version, pid, created = _REF.unpack(b)
+        if magic != _REF_MAGIC:
+            return
+        with self._lock:
+            if self.local.closed or (epoch == self._last[0] and version <= self._last[1]):
+                return
+            if (pid, created) != self._src_ident and not self._open_source(self.meta["same_host"]["name"], (pid, created)):
+                return  # the exporter now reads Frames this process cannot open: nothing to copy
+            if not self._copy_latest(epoch):
+                return
+        if self.on_update is not None:
+            try:
+                self.on_update(self.local)
+            except Exception as e:  # kept, never raised into Zenoh's thread; the link goes on
+                self.error = e
+
+    def _copy_latest(self, epoch: int) -> bool:
+        """Publish the source's newest frame into the mirror (one copy, GIL released), unless the
+        mirror has it already; with the lock held."""
+        pin = self._src._core.latest()
+        try:
+            version = int(pin.version)
+            if version == 0 or (epoch == self._last[0] and version <= self._last[1]):
+                return False
+            self.local._core.publish(pin, 5.0)
+            self._last = (epoch, version)
+            return True
+        finally:
+            del pin
 
     def _apply(self, payload: memoryview) -> None:
         self.local._core.publish(payload, 5.0)  # one copy, straight into a free slot (GIL released)
+
+    def _close_local(self) -> None:
+        with self._lock:
+            if self._src is not None:
+                self._src.close()
+            self.local.close()
 
 
 class QueueImport(_Import):
@@ -699,15 +896,23 @@ def export_queue(name: str, key: Optional[str] = None, session: Any = None, *, w
     return QueueExport(name, key or default_key(name), _need(session), window=window)
 
 
-def import_state(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0) -> StateImport:
+def import_state(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0,
+                 on_update: Optional[Callable[[Any], None]] = None) -> StateImport:
     """Create (or reuse) the local SharedState ``local_name`` mirroring ``key``; its
-    ``info()["source"]`` says the key and whether the source is alive, in the segment itself."""
-    return StateImport(key, local_name, _need(session), timeout)
+    ``info()["source"]`` says the key and whether the source is alive, in the segment itself.
+    ``on_update(mirror)`` runs in Zenoh's thread once each new value is in the mirror (the
+    fastest way to react, e.g. to answer through an export's ``write``); keep it short."""
+    return StateImport(key, local_name, _need(session), timeout, on_update)
 
 
-def import_frames(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0) -> FramesImport:
-    """Create (or reuse) local Frames ``local_name`` mirroring ``key``."""
-    return FramesImport(key, local_name, _need(session), timeout)
+def import_frames(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0,
+                  on_update: Optional[Callable[[Any], None]] = None, same_host: bool = True) -> FramesImport:
+    """Create (or reuse) local Frames ``local_name`` mirroring ``key`` (``on_update`` as for
+    :func:`import_state`, with the local Frames). On the exporter's own machine (the exported
+    Frames open here and are the same segment) each frame is copied straight from them: one
+    copy, and only its version goes through Zenoh; ``same_host=False`` takes whole frames
+    through Zenoh even then."""
+    return FramesImport(key, local_name, _need(session), timeout, on_update=on_update, same_host=same_host)
 
 
 def import_queue(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0) -> QueueImport:
