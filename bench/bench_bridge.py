@@ -614,9 +614,11 @@ def fr_bridge(seconds: float, nbytes: int, rate: float, same_host: bool = True) 
         # game offers what the raw link carried, so the ratio is the share of it the bridge
         # delivers; a faster game only burns the 2 vCPUs on frames nobody can take, a slower one
         # caps the bridge); the receiver counts the frames it held (the ones the link had no
-        # time for are skipped, not queued).
-        t0 = time.time()
+        # time for are skipped, not queued). The clock starts once the game process is ready
+        # (it publishes right after saying so), as raw's starts once its link is up: the game's
+        # interpreter start-up (0.3-0.5 s here) is no part of the link's rate.
         src = Child("frames_source", port, tag, "--n", str(max(1, round(rate))))
+        t0 = time.time()
         time.sleep(seconds)
         src.close()
         src = None

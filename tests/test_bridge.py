@@ -566,6 +566,42 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm, same_host):
                 os.unlink(os.path.join("/dev/shm", e))
 
 
+def test_same_host_frames_flow_only_while_the_export_lives(unique_name):
+    """Same host: the importer copies from the exported Frames only while the export is alive
+    (its liveliness token); after the exporter stops, new frames do not reach the mirror; a new
+    exporter brings them back, the latest one at once."""
+    port = free_port()
+    src, mirror = unique_name + "-f", unique_name + "-fm"
+    key = "sstest/" + uuid.uuid4().hex
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    try:
+        with ss.Frames.create(src, (256, 256), np.uint8) as fr:
+            fr.publish(np.full((256, 256), 1, np.uint8))
+            ex = ss.bridge.export_frames(src, key, a)
+            im = ss.bridge.import_frames(key, mirror, b)
+            try:
+                assert im.same_host
+                with ss.Frames.open(mirror) as r:
+                    until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
+                    ex.close()
+                    until(lambda: not im.source_alive, 10, "the export reported gone")
+                    v = r.version
+                    fr.publish(np.full((256, 256), 2, np.uint8))
+                    time.sleep(0.5)
+                    assert r.version == v and _latest_fill(r) == 1, "a frame came through a stopped export"
+                    ex = ss.bridge.export_frames(src, key, a)
+                    until(lambda: _latest_fill(r) == 2, 10, "the latest frame once the export is back")
+                    fr.publish(np.full((256, 256), 3, np.uint8))
+                    until(lambda: _latest_fill(r) == 3, 10, "frames flow again")
+            finally:
+                im.close()
+                ex.close()
+    finally:
+        a.close()
+        b.close()
+
+
 def _latest_fill(r) -> int:
     with r.latest() as f:
         v = int(f[0, 0])

@@ -62,10 +62,6 @@ _LEN = struct.Struct("<I")
 # K/ack: magic, epoch, highest batch delivered in order (+1), flags (1: a gap was seen: resend)
 _ACK = struct.Struct("<4sQQI")
 _ACK_MAGIC = b"SSA1"
-# K/ref (frames, importers on the exporter's machine): magic, epoch, version, and the exported
-# segment's identity (creator pid, creation time in ns) so the importer knows it reads the same one
-_REF = struct.Struct("<4sQQQQ")
-_REF_MAGIC = b"SSR1"
 
 
 def _zenoh() -> Any:
@@ -375,10 +371,11 @@ class FramesExport(_LatestExport):
         self.local = Frames.open(name)
         dt = np.dtype(self.local.dtype)
         info = self.local.info()
-        # Importers on this machine that can open the Frames themselves copy each frame straight
-        # from it (import_frames(same_host=True)): they subscribe to K/ref, which carries only the
-        # version, and no frame bytes cross Zenoh for them. K/data carries whole frames, and only
-        # while a subscriber of it exists (a probe publisher's matching status says so).
+        # Importers on this machine that can open the Frames themselves (the meta's "same_host":
+        # name and identity) copy each frame straight from them while this export is alive
+        # (import_frames(same_host=True)): no frame bytes cross Zenoh for them. K/data carries
+        # whole frames only while a subscriber of it exists (a probe publisher's matching status
+        # says so); with none, this thread does not wake for every frame.
         self._ident = (int(info["creator_pid"]), int(info["created_unix_ns"]))
         meta = {"kind": "frames", "name": name, "shape": list(self.local.shape),
                 "dtype": dt.descr if dt.fields else dt.str,
@@ -426,28 +423,27 @@ class FramesExport(_LatestExport):
         return _zenoh().ZBytes(self._out), version
 
     def _declare_more(self, sess: Any, key: str) -> None:
-        zenoh = _zenoh()
-        self._ref_pub = self._declared(sess.declare_publisher(
-            f"{key}/ref", congestion_control=zenoh.CongestionControl.BLOCK, express=True))
         self._probe = self._declared(sess.declare_publisher(f"{key}/data"))  # never puts: matching only
 
     def _newly_wanted(self) -> bool:
-        wanted = self._probe.matching_status.matching
+        wanted = bool(self._probe.matching_status.matching)
         newly = wanted and not self._data_wanted
         self._data_wanted = wanted
         return newly
 
+    def _wait(self, since: int) -> Optional[int]:
+        if not self._data_wanted:  # nobody takes whole frames: look again in ``poll``
+            self._stop.wait(self._poll)
+            return None
+        return super()._wait(since)
+
     def _send(self, force: bool = False) -> int:
         with self._send_lock:
             version = int(self.local.version)
-            if version == self._sent and not force:
+            if (version == self._sent and not force) or not self._data_wanted:
                 return version
-            if self._ref_pub.matching_status.matching:
-                self._ref_pub.put(_REF.pack(_REF_MAGIC, self.epoch, version, *self._ident))
-            if self._probe.matching_status.matching:
-                self._data_wanted = True
-                message, version = self._message()
-                self._pub.put(message)
+            message, version = self._message()
+            self._pub.put(message)
             self._sent = version
             return version
 
@@ -611,11 +607,11 @@ class _LatestImport(_Import):
     def __init__(self, sess: Any, key: str, kind: str, timeout: float) -> None:
         super().__init__(sess, key)
         self._lock = threading.Lock()
-        self._last = (-1, -1)  # (exporter epoch, version) of the value the mirror has
+        self._last: Tuple[Any, int] = (-1, -1)  # (exporter epoch or source identity, version) the mirror has
         # on_update(local): called in Zenoh's receiving thread once each new value is in the
         # mirror (no wake-up of another thread: the lowest latency to react to a value). Keep it
         # short, it holds up the next value; an exception it raises is kept in ``error``.
-        self.on_update: Optional[Callable[[Any], None]] = None
+        self.on_update: Optional[Callable[[Any], object]] = None
         self._nbytes = 0
         self.meta = _query_meta(sess, key, timeout)
         if self.meta.get("kind") != kind:
@@ -668,7 +664,7 @@ class StateImport(_LatestImport):
     kind = "state"
 
     def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0,
-                 on_update: Optional[Callable[[Any], None]] = None) -> None:
+                 on_update: Optional[Callable[[Any], object]] = None) -> None:
         from ._layout import Layout
         from ._state import SharedState
         super().__init__(sess, key, "state", timeout)
@@ -702,7 +698,7 @@ class FramesImport(_LatestImport):
     kind = "frames"
 
     def __init__(self, key: str, local_name: str, sess: Any, timeout: float = 10.0, readers: int = 4,
-                 on_update: Optional[Callable[[Any], None]] = None, same_host: bool = True) -> None:
+                 on_update: Optional[Callable[[Any], object]] = None, same_host: bool = True) -> None:
         import numpy as np
         from . import Frames
         super().__init__(sess, key, "frames", timeout)
@@ -718,6 +714,7 @@ class FramesImport(_LatestImport):
             raise LayoutMismatchError(f"frames {local_name!r} exist as {got}, the source {key!r} sends {(shape, dt)}")
         self._nbytes = int(np.prod(shape)) * dt.itemsize
         self._shape, self._dtype = shape, dt
+        self._poll = 0.2
         self._src: Any = None  # the exported Frames themselves, when this is their machine
         self._src_ident: Tuple[int, int] = (-1, -1)
         here = self.meta.get("same_host")
@@ -753,44 +750,68 @@ class FramesImport(_LatestImport):
 
     def _subscribe_same_host(self) -> None:
         try:
+            self._alive_evt = threading.Event()
             self._watch_alive()
-            self._declared(self.session.declare_subscriber(f"{self.key}/ref", self._on_ref))
-            with self._lock:
-                self._copy_latest(int(self.meta.get("epoch", -1)))  # the latest frame at once (a late joiner)
         except BaseException:
             self.close()
             raise
+        self._start(self._copy_loop, f"bridge-import-{self.key}")
 
-    def _on_ref(self, sample: Any) -> None:
-        b = sample.payload.to_bytes()
-        if len(b) != _REF.size:
-            return
-        magic, epoch, version, pid, created = _REF.unpack(b)
-        if magic != _REF_MAGIC:
-            return
-        with self._lock:
-            if self.local.closed or (epoch == self._last[0] and version <= self._last[1]):
-                return
-            if (pid, created) != self._src_ident and not self._open_source(self.meta["same_host"]["name"], (pid, created)):
-                return  # the exporter now reads Frames this process cannot open: nothing to copy
-            if not self._copy_latest(epoch):
-                return
-        if self.on_update is not None:
-            try:
-                self.on_update(self.local)
-            except Exception as e:  # kept, never raised into Zenoh's thread; the link goes on
-                self.error = e
+    def _record_alive(self, alive: bool) -> None:
+        if self._src is not None:
+            (self._alive_evt.set if alive else self._alive_evt.clear)()
 
-    def _copy_latest(self, epoch: int) -> bool:
+    def _copy_loop(self) -> None:
+        """Same host: while the export is alive (its liveliness token), copy each new frame of the
+        exported Frames into the mirror, waiting with their own wait() (GIL released). An export
+        that comes back may read other Frames of that name (a restarted game): its meta says."""
+        src_version = 0
+        was_alive = True  # the meta was just read
+        while not self._stop.is_set():
+            if not self._alive_evt.wait(self._poll):
+                was_alive = False
+                continue
+            if not was_alive:  # back: the latest frame at once
+                was_alive = True
+                self._follow_source()
+            else:
+                try:
+                    src_version = int(self._src._core.wait(src_version, self._poll))
+                except TimeoutError:
+                    continue
+                if not self._alive_evt.is_set():  # the export went while we waited
+                    continue
+            with self._lock:
+                if self.local.closed:
+                    return
+                copied = self._copy_latest()
+            if copied and self.on_update is not None:
+                try:
+                    self.on_update(self.local)
+                except Exception as e:  # kept; the link goes on
+                    self.error = e
+
+    def _follow_source(self) -> None:
+        """The export is back: if it now reads other Frames of that name, open those."""
+        try:
+            here = _query_meta(self.session, self.key, 2.0).get("same_host") or {}
+            ident = (int(here.get("creator_pid", -1)), int(here.get("created_unix_ns", -1)))
+        except (TimeoutError, ValueError):
+            return
+        if ident != self._src_ident:
+            with self._lock:
+                self._open_source(str(here.get("name")), ident)
+
+    def _copy_latest(self) -> bool:
         """Publish the source's newest frame into the mirror (one copy, GIL released), unless the
         mirror has it already; with the lock held."""
         pin = self._src._core.latest()
         try:
             version = int(pin.version)
-            if version == 0 or (epoch == self._last[0] and version <= self._last[1]):
+            if version == 0 or (self._src_ident, version) == self._last:
                 return False
             self.local._core.publish(pin, 5.0)
-            self._last = (epoch, version)
+            self._last = (self._src_ident, version)
             return True
         finally:
             del pin
@@ -897,7 +918,7 @@ def export_queue(name: str, key: Optional[str] = None, session: Any = None, *, w
 
 
 def import_state(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0,
-                 on_update: Optional[Callable[[Any], None]] = None) -> StateImport:
+                 on_update: Optional[Callable[[Any], object]] = None) -> StateImport:
     """Create (or reuse) the local SharedState ``local_name`` mirroring ``key``; its
     ``info()["source"]`` says the key and whether the source is alive, in the segment itself.
     ``on_update(mirror)`` runs in Zenoh's thread once each new value is in the mirror (the
@@ -906,7 +927,7 @@ def import_state(key: str, local_name: str, session: Any = None, *, timeout: flo
 
 
 def import_frames(key: str, local_name: str, session: Any = None, *, timeout: float = 10.0,
-                  on_update: Optional[Callable[[Any], None]] = None, same_host: bool = True) -> FramesImport:
+                  on_update: Optional[Callable[[Any], object]] = None, same_host: bool = True) -> FramesImport:
     """Create (or reuse) local Frames ``local_name`` mirroring ``key`` (``on_update`` as for
     :func:`import_state`, with the local Frames). On the exporter's own machine (the exported
     Frames open here and are the same segment) each frame is copied straight from them: one
