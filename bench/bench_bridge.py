@@ -299,70 +299,34 @@ class RtRaw:
 
 class RtBridge:
     """The bridge: ask written on A -> exported -> mirror on B -> B writes its reply -> exported
-    -> mirror on A, which our wait() sees (the library's waits on both sides, default spin)."""
+    -> mirror on A, which our wait() sees (the library's waits on both sides, default spin).
+    direct: the ask is written through the export's write() (sent from this thread) and the echo
+    answers from its import's on_update (role_bridge_direct_echo): no thread wake-up but the
+    last, which our wait() has as raw zenoh's Event has."""
 
-    def __init__(self) -> None:
+    def __init__(self, direct: bool = False) -> None:
         import sharedstate as ss
         port, tag = free_port(), uuid.uuid4().hex[:8]
+        d = "d" if direct else ""
         self.s = zsession(f"tcp/127.0.0.1:{port}", None)
-        self.ask = ss.SharedState.create(f"bb-{tag}-ask", ss.CONTROLLER)
-        self.ex = ss.bridge.export_state(f"bb-{tag}-ask", f"bench/{tag}/ask", self.s, poll=0.05)
-        self.ch = Child("bridge_echo", port, tag)
-        self.im = ss.bridge.import_state(f"bench/{tag}/reply", f"bb-{tag}-replym", self.s)
-        self.m = ss.SharedState.open(f"bb-{tag}-replym")
+        self.ask = ss.SharedState.create(f"bb-{tag}-{d}ask", ss.CONTROLLER)
+        self.ex = ss.bridge.export_state(f"bb-{tag}-{d}ask", f"bench/{tag}/{d}ask", self.s, poll=0.05)
+        self.ch = Child("bridge_direct_echo" if direct else "bridge_echo", port, tag)
+        self.im = ss.bridge.import_state(f"bench/{tag}/{d}reply", f"bb-{tag}-{d}replym", self.s)
+        self.m = ss.SharedState.open(f"bb-{tag}-{d}replym")
+        self.write = self.ex.write if direct else self.ask.write
         self.i = 0
 
     def one(self) -> float:
         self.i += 1
         i, m = self.i, self.m
         t0 = time.perf_counter()
-        self.ask.write(x=i)
+        self.write(x=i)
         deadline = time.monotonic() + 5
         v = m.version
         while m.x != i:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"bridged echo lost value {i}")
-            try:
-                v = m.wait(since=v, timeout=1.0)
-            except TimeoutError:
-                pass
-        return (time.perf_counter() - t0) * 1e6
-
-    def close(self) -> None:
-        self.ch.close()
-        self.im.close()
-        self.m.close()
-        self.ex.close()
-        self.ask.close()
-        self.s.close()
-
-
-class RtBridgeDirect:
-    """The bridge through its direct calls: the ask is written through the export's write()
-    (sent from this thread), the echo answers from its import's on_update; the reply lands in
-    the mirror on A, which our wait() sees (as raw zenoh's Event)."""
-
-    def __init__(self) -> None:
-        import sharedstate as ss
-        port, tag = free_port(), uuid.uuid4().hex[:8]
-        self.s = zsession(f"tcp/127.0.0.1:{port}", None)
-        self.ask = ss.SharedState.create(f"bb-{tag}-dask", ss.CONTROLLER)
-        self.ex = ss.bridge.export_state(f"bb-{tag}-dask", f"bench/{tag}/dask", self.s, poll=0.05)
-        self.ch = Child("bridge_direct_echo", port, tag)
-        self.im = ss.bridge.import_state(f"bench/{tag}/dreply", f"bb-{tag}-dreplym", self.s)
-        self.m = ss.SharedState.open(f"bb-{tag}-dreplym")
-        self.i = 0
-
-    def one(self) -> float:
-        self.i += 1
-        i, m = self.i, self.m
-        t0 = time.perf_counter()
-        self.ex.write(x=i)
-        deadline = time.monotonic() + 5
-        v = m.version
-        while m.x != i:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"bridged direct echo lost value {i}")
             try:
                 v = m.wait(since=v, timeout=1.0)
             except TimeoutError:
@@ -506,7 +470,7 @@ def round_trips(rounds: int, per_round: int, warm: int) -> Dict[str, Any]:
     mechanism and the per-round ratio bridge p50 / raw p50."""
     mechs: Dict[str, Any] = {}
     try:
-        kinds: List[Tuple[str, Any]] = [("raw_rt", RtRaw), ("bridge_rt", RtBridge), ("bridge_direct_rt", RtBridgeDirect),
+        kinds: List[Tuple[str, Any]] = [("raw_rt", RtRaw), ("bridge_rt", RtBridge), ("bridge_direct_rt", lambda: RtBridge(direct=True)),
                                         ("tcp_rt", RtTcp)]
         if _have_cyclonedds():
             kinds.append(("dds_rt", RtDds))

@@ -96,6 +96,19 @@ def simulator(name: str, seconds: float, rate: float) -> subprocess.Popen:
     return p
 
 
+@pytest.fixture
+def sessions() -> Iterator[tuple]:
+    """Two Zenoh sessions of this process, the second connected to the first on loopback."""
+    port = free_port()
+    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
+    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
 # ---------------------------------------------------------------------------- basics
 def test_without_zenoh_the_error_names_the_extra():
     code = textwrap.dedent("""
@@ -150,88 +163,76 @@ def test_bridge_sessions_leave_nothing_in_dev_shm():
     assert ss.bridge.make_config(shared_memory=True).get_json("transport/shared_memory/enabled") == "true"
 
 
-def test_state_in_process(unique_name):
+def test_state_in_process(unique_name, sessions):
     """Both ends in one process, two sessions: values, versions, source info, liveliness."""
-    port = free_port()
     src, mirror = unique_name + "-src", unique_name + "-mir"
     key = "sstest/" + uuid.uuid4().hex
-    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
-    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
-    try:
-        with ss.SharedState.create(src, ss.CONTROLLER) as st:
-            st.write(x=1, y=1)
-            ex = ss.bridge.export_state(src, key, a)
-            im = ss.bridge.import_state(key, mirror, b)
-            with ss.SharedState.open(mirror) as m:
-                until(lambda: m.read().x == 1, 10, "first value mirrored")
-                until(lambda: m.info()["source"]["alive"], 10, "source alive")
-                info = m.info()["source"]
-                assert info["key"] == key
-                for i in range(2, 200):
-                    st.write(x=i, y=i)
-                until(lambda: m.read().x == 199, 10, "last value mirrored")
-                assert m.read().y == 199
-                v = m.version
-                ex.close()  # the exporter goes: the token is withdrawn
-                until(lambda: not m.info()["source"]["alive"], 5, "source reported gone")
-                assert m.version > v  # the change woke waiters: the version moved
-            im.close()
-    finally:
-        a.close()
-        b.close()
+    a, b = sessions
+    with ss.SharedState.create(src, ss.CONTROLLER) as st:
+        st.write(x=1, y=1)
+        ex = ss.bridge.export_state(src, key, a)
+        im = ss.bridge.import_state(key, mirror, b)
+        with ss.SharedState.open(mirror) as m:
+            until(lambda: m.read().x == 1, 10, "first value mirrored")
+            until(lambda: m.info()["source"]["alive"], 10, "source alive")
+            info = m.info()["source"]
+            assert info["key"] == key
+            for i in range(2, 200):
+                st.write(x=i, y=i)
+            until(lambda: m.read().x == 199, 10, "last value mirrored")
+            assert m.read().y == 199
+            v = m.version
+            ex.close()  # the exporter goes: the token is withdrawn
+            until(lambda: not m.info()["source"]["alive"], 5, "source reported gone")
+            assert m.version > v  # the change woke waiters: the version moved
+        im.close()
 
 
-def test_direct_write_and_on_update_answer_without_a_thread(unique_name):
+def test_direct_write_and_on_update_answer_without_a_thread(unique_name, sessions):
     """export.write() writes the local state and sends from the caller's thread; an import's
     on_update(mirror) runs once each value is in the mirror, and may answer through another
     export's write(): a round trip that wakes no thread of the bridge. An exception in
     on_update is kept in the import's ``error`` and the link goes on."""
     import threading
-    port = free_port()
     key_ask, key_reply = "sstest/" + uuid.uuid4().hex, "sstest/" + uuid.uuid4().hex
-    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
-    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
+    a, b = sessions
     threads: list = []
-    try:
-        with ss.SharedState.create(unique_name + "-ask", ss.CONTROLLER) as ask, \
-                ss.SharedState.create(unique_name + "-reply", ss.CONTROLLER):
-            ex_ask = ss.bridge.export_state(unique_name + "-ask", key_ask, a)
-            ex_reply = ss.bridge.export_state(unique_name + "-reply", key_reply, b)
+    with ss.SharedState.create(unique_name + "-ask", ss.CONTROLLER) as ask, \
+            ss.SharedState.create(unique_name + "-reply", ss.CONTROLLER):
+        ex_ask = ss.bridge.export_state(unique_name + "-ask", key_ask, a)
+        ex_reply = ss.bridge.export_state(unique_name + "-reply", key_reply, b)
 
-            def answer(m):
-                threads.append(threading.current_thread().name)
-                snap = m.read()
-                if snap.y < 0:
-                    raise RuntimeError("a bad value")
-                ex_reply.write(x=snap.x, y=snap.y * 2)
+        def answer(m):
+            threads.append(threading.current_thread().name)
+            snap = m.read()
+            if snap.y < 0:
+                raise RuntimeError("a bad value")
+            ex_reply.write(x=snap.x, y=snap.y * 2)
 
-            im_ask = ss.bridge.import_state(key_ask, unique_name + "-askm", b, on_update=answer)
-            im_reply = ss.bridge.import_state(key_reply, unique_name + "-replym", a)
-            try:
-                with ss.SharedState.open(unique_name + "-replym") as m:
-                    for i in range(1, 50):
-                        v = ex_ask.write(x=i, y=i)
-                        assert v == ask.version and ask.read().x == i  # the local state has it too
-                        until(lambda: m.read().x == i, 10, f"answer {i}")
-                        assert m.read().y == 2 * i
-                    assert threads and threading.main_thread().name not in threads
-                    assert im_ask.error is None
-                    ex_ask.write(x=99, y=-1)  # on_update raises: kept, the link goes on
-                    until(lambda: im_ask.error is not None, 10, "the callback's error kept")
-                    assert isinstance(im_ask.error, RuntimeError)
-                    ex_ask.write(x=100, y=5)
-                    until(lambda: m.read().x == 100 and m.read().y == 10, 10, "answers after the error")
-                    # a write from elsewhere (not through the export) still goes out, within poll
-                    ask.write(x=7, y=7)
-                    until(lambda: m.read().x == 7, 10, "another writer's value sent by the bridge's thread")
-            finally:
-                im_reply.close()
-                im_ask.close()
-                ex_reply.close()
-                ex_ask.close()
-    finally:
-        a.close()
-        b.close()
+        im_ask = ss.bridge.import_state(key_ask, unique_name + "-askm", b, on_update=answer)
+        im_reply = ss.bridge.import_state(key_reply, unique_name + "-replym", a)
+        try:
+            with ss.SharedState.open(unique_name + "-replym") as m:
+                for i in range(1, 50):
+                    v = ex_ask.write(x=i, y=i)
+                    assert v == ask.version and ask.read().x == i  # the local state has it too
+                    until(lambda: m.read().x == i, 10, f"answer {i}")
+                    assert m.read().y == 2 * i
+                assert threads and threading.main_thread().name not in threads
+                assert im_ask.error is None
+                ex_ask.write(x=99, y=-1)  # on_update raises: kept, the link goes on
+                until(lambda: im_ask.error is not None, 10, "the callback's error kept")
+                assert isinstance(im_ask.error, RuntimeError)
+                ex_ask.write(x=100, y=5)
+                until(lambda: m.read().x == 100 and m.read().y == 10, 10, "answers after the error")
+                # a write from elsewhere (not through the export) still goes out, within poll
+                ask.write(x=7, y=7)
+                until(lambda: m.read().x == 7, 10, "another writer's value sent by the bridge's thread")
+        finally:
+            im_reply.close()
+            im_ask.close()
+            ex_reply.close()
+            ex_ask.close()
 
 
 def test_with_bytearray_borrows_and_then_empties(unique_name):
@@ -566,40 +567,34 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm, same_host):
                 os.unlink(os.path.join("/dev/shm", e))
 
 
-def test_same_host_frames_flow_only_while_the_export_lives(unique_name):
+def test_same_host_frames_flow_only_while_the_export_lives(unique_name, sessions):
     """Same host: the importer copies from the exported Frames only while the export is alive
     (its liveliness token); after the exporter stops, new frames do not reach the mirror; a new
     exporter brings them back, the latest one at once."""
-    port = free_port()
     src, mirror = unique_name + "-f", unique_name + "-fm"
     key = "sstest/" + uuid.uuid4().hex
-    a = ss.bridge.session(listen=[f"tcp/127.0.0.1:{port}"])
-    b = ss.bridge.session(listen=[], connect=[f"tcp/127.0.0.1:{port}"])
-    try:
-        with ss.Frames.create(src, (256, 256), np.uint8) as fr:
-            fr.publish(np.full((256, 256), 1, np.uint8))
-            ex = ss.bridge.export_frames(src, key, a)
-            im = ss.bridge.import_frames(key, mirror, b)
-            try:
-                assert im.same_host
-                with ss.Frames.open(mirror) as r:
-                    until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
-                    ex.close()
-                    until(lambda: not im.source_alive, 10, "the export reported gone")
-                    v = r.version
-                    fr.publish(np.full((256, 256), 2, np.uint8))
-                    time.sleep(0.5)
-                    assert r.version == v and _latest_fill(r) == 1, "a frame came through a stopped export"
-                    ex = ss.bridge.export_frames(src, key, a)
-                    until(lambda: _latest_fill(r) == 2, 10, "the latest frame once the export is back")
-                    fr.publish(np.full((256, 256), 3, np.uint8))
-                    until(lambda: _latest_fill(r) == 3, 10, "frames flow again")
-            finally:
-                im.close()
+    a, b = sessions
+    with ss.Frames.create(src, (256, 256), np.uint8) as fr:
+        fr.publish(np.full((256, 256), 1, np.uint8))
+        ex = ss.bridge.export_frames(src, key, a)
+        im = ss.bridge.import_frames(key, mirror, b)
+        try:
+            assert im.same_host
+            with ss.Frames.open(mirror) as r:
+                until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
                 ex.close()
-    finally:
-        a.close()
-        b.close()
+                until(lambda: not im.source_alive, 10, "the export reported gone")
+                v = r.version
+                fr.publish(np.full((256, 256), 2, np.uint8))
+                time.sleep(0.5)
+                assert r.version == v and _latest_fill(r) == 1, "a frame came through a stopped export"
+                ex = ss.bridge.export_frames(src, key, a)
+                until(lambda: _latest_fill(r) == 2, 10, "the latest frame once the export is back")
+                fr.publish(np.full((256, 256), 3, np.uint8))
+                until(lambda: _latest_fill(r) == 3, 10, "frames flow again")
+        finally:
+            im.close()
+            ex.close()
 
 
 def _latest_fill(r) -> int:
