@@ -360,6 +360,11 @@ void bind_frames(py::module_& m) {
             throw py::error_already_set();
         }
         auto* b = reinterpret_cast<PyByteArrayObject*>(ba);
+        // what an empty bytearray has (NULL storage up to 3.14; 3.15 points into an empty bytes
+        // object it holds): put back exactly, so the bytearray is an ordinary empty one again
+        char* const empty_bytes = b->ob_bytes;
+        char* const empty_start = b->ob_start;
+        const Py_ssize_t empty_alloc = b->ob_alloc;
         b->ob_bytes = b->ob_start = static_cast<char*>(view.buf);
         b->ob_alloc = view.len;
         Py_SET_SIZE(b, view.len);
@@ -367,19 +372,23 @@ void bind_frames(py::module_& m) {
         struct Restore {
             PyByteArrayObject* b;
             Py_buffer* view;
+            char* bytes;
+            char* start;
+            Py_ssize_t alloc;
             ~Restore() {
                 if (b->ob_exports != 1) {  // fn kept an export: keep b and src's buffer (a leak)
                     Py_INCREF(reinterpret_cast<PyObject*>(b));
                 } else {
-                    b->ob_bytes = b->ob_start = nullptr;
-                    b->ob_alloc = 0;
+                    b->ob_bytes = bytes;
+                    b->ob_start = start;
+                    b->ob_alloc = alloc;
                     Py_SET_SIZE(b, 0);
                     b->ob_exports = 0;
                     PyBuffer_Release(view);
                 }
                 Py_DECREF(reinterpret_cast<PyObject*>(b));
             }
-        } restore{b, &view};
+        } restore{b, &view, empty_bytes, empty_start, empty_alloc};
         PyObject* r = PyObject_CallOneArg(fn.ptr(), ba);
         if (!r) throw py::error_already_set();
         return py::reinterpret_steal<py::object>(r);
