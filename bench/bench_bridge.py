@@ -661,6 +661,7 @@ def _run_bridge(quick: bool) -> Dict[str, Any]:
                               "rate": statistics.median(fr["bridge_wire_fr"]), "unit": "frames/s"}
     fr_ratio = statistics.median(b / r for r, b in zip(fr["raw_fr"], fr["bridge_fr"]))
     wire_ratio = statistics.median(b / r for r, b in zip(fr["raw_fr"], fr["bridge_wire_fr"]))
+    res["round_ratios"] = rt["ratios"]
     t = res["targets"] = []
     t.append(("bridged round trip / raw zenoh round trip (median over rounds of the p50 ratio)",
               statistics.median(rt["ratios"]["bridge_rt"]), "<= 1.2"))
@@ -690,6 +691,10 @@ def markdown(res: Dict[str, Any]) -> List[str]:
         op, x = lim.split()
         ok = v <= float(x) if op == "<=" else v >= float(x)
         L.append(f"| {name} | {v:.2f} | {lim} | {'**PASS**' if ok else '**SHORT**'} |")
+    rr = res.get("round_ratios") or {}
+    if rr:
+        L += ["", "Round-trip ratio per round (bridge p50 / raw p50): "
+              + "; ".join(f"{k} {min(v):.2f}–{max(v):.2f}" for k, v in rr.items() if v)]
     return L + [""]
 
 
