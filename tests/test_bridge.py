@@ -597,6 +597,41 @@ def test_same_host_frames_flow_only_while_the_export_lives(unique_name, sessions
             ex.close()
 
 
+def test_same_host_importer_lets_a_restarted_game_create_its_frames_anew(unique_name, sessions):
+    """Same host: while the export is gone the importer holds nothing of the game's Frames, so
+    a restarted game creates them anew (not 'in use'); the next export of them is followed."""
+    src, mirror = unique_name + "-f", unique_name + "-fm"
+    key = "sstest/" + uuid.uuid4().hex
+    a, b = sessions
+    fr = ss.Frames.create(src, (64, 64), np.uint8)
+    fr.publish(np.full((64, 64), 1, np.uint8))
+    ex = ss.bridge.export_frames(src, key, a)
+    im = ss.bridge.import_frames(key, mirror, b)
+    try:
+        assert im.same_host
+        with ss.Frames.open(mirror) as r:
+            until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
+            ex.close()  # the game and its export stop
+            fr.close()
+            until(lambda: not im.source_alive, 10, "the export reported gone")
+            deadline = time.monotonic() + 10
+            while True:  # the importer lets go within its poll
+                try:
+                    fr = ss.Frames.create(src, (64, 64), np.uint8)
+                    break
+                except FileExistsError:
+                    assert time.monotonic() < deadline, "the importer still holds the old Frames"
+                    time.sleep(0.05)
+            fr.publish(np.full((64, 64), 7, np.uint8))
+            ex = ss.bridge.export_frames(src, key, a)
+            until(lambda: _latest_fill(r) == 7, 10, "the new game's frame through the new export")
+            assert im.same_host and im.error is None
+    finally:
+        im.close()
+        ex.close()
+        fr.close()
+
+
 def _latest_fill(r) -> int:
     with r.latest() as f:
         v = int(f[0, 0])

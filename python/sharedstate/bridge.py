@@ -718,8 +718,9 @@ class FramesImport(_LatestImport):
         self._src: Any = None  # the exported Frames themselves, when this is their machine
         self._src_ident: Tuple[int, int] = (-1, -1)
         here = self.meta.get("same_host")
-        if same_host and isinstance(here, dict) and self._open_source(
-                str(here.get("name")), (int(here.get("creator_pid", -1)), int(here.get("created_unix_ns", -1)))):
+        self._same_host = bool(same_host and isinstance(here, dict) and self._open_source(
+            str(here.get("name")), (int(here.get("creator_pid", -1)), int(here.get("created_unix_ns", -1)))))
+        if self._same_host:
             self._subscribe_same_host()
         else:
             self._subscribe()
@@ -727,7 +728,7 @@ class FramesImport(_LatestImport):
     @property
     def same_host(self) -> bool:
         """True when frames are copied straight from the exported Frames on this machine."""
-        return self._src is not None
+        return self._same_host
 
     def _open_source(self, name: str, ident: Tuple[int, int]) -> bool:
         """Open the exported Frames ``name`` if they are the very segment the exporter reads
@@ -758,7 +759,7 @@ class FramesImport(_LatestImport):
         self._start(self._copy_loop, f"bridge-import-{self.key}")
 
     def _record_alive(self, alive: bool) -> None:
-        if self._src is not None:
+        if self._same_host:
             (self._alive_evt.set if alive else self._alive_evt.clear)()
 
     def _copy_loop(self) -> None:
@@ -769,11 +770,17 @@ class FramesImport(_LatestImport):
         was_alive = True  # the meta was just read
         while not self._stop.is_set():
             if not self._alive_evt.wait(self._poll):
-                was_alive = False
+                if was_alive:  # gone: let go of its Frames (a restarting game may create them anew)
+                    was_alive = False
+                    with self._lock:
+                        self._release_source()
                 continue
-            if not was_alive:  # back: the latest frame at once
+            if not was_alive:  # back: its Frames again (perhaps new ones), the latest frame at once
+                if not self._follow_source():
+                    self._stop.wait(self._poll)
+                    continue
                 was_alive = True
-                self._follow_source()
+                src_version = 0
             else:
                 try:
                     src_version = int(self._src._core.wait(src_version, self._poll))
@@ -791,20 +798,26 @@ class FramesImport(_LatestImport):
                 except Exception as e:  # kept; the link goes on
                     self.error = e
 
-    def _follow_source(self) -> None:
-        """The export is back: if it now reads other Frames of that name, open those."""
+    def _release_source(self) -> None:
+        if self._src is not None:
+            self._src.close()
+        self._src, self._src_ident = None, (-1, -1)
+
+    def _follow_source(self) -> bool:
+        """The export is back: open the Frames its meta names now (True), or not yet (False)."""
         try:
             here = _query_meta(self.session, self.key, 2.0).get("same_host") or {}
             ident = (int(here.get("creator_pid", -1)), int(here.get("created_unix_ns", -1)))
         except (TimeoutError, ValueError):
-            return
-        if ident != self._src_ident:
-            with self._lock:
-                self._open_source(str(here.get("name")), ident)
+            return False
+        with self._lock:
+            return self._open_source(str(here.get("name")), ident)
 
     def _copy_latest(self) -> bool:
         """Publish the source's newest frame into the mirror (one copy, GIL released), unless the
         mirror has it already; with the lock held."""
+        if self._src is None:
+            return False
         pin = self._src._core.latest()
         try:
             version = int(pin.version)
@@ -821,8 +834,7 @@ class FramesImport(_LatestImport):
 
     def _close_local(self) -> None:
         with self._lock:
-            if self._src is not None:
-                self._src.close()
+            self._release_source()
             self.local.close()
 
 
