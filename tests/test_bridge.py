@@ -519,8 +519,8 @@ def test_frames_of_1mib_arrive_untorn(unique_name, zshm, same_host):
             fr.publish(np.full((1024, 1024), 1, np.uint8))
             ex = ss.bridge.export_frames(src, key, a, shared_memory=zshm)
             sent = []
-            real_message = ex._message
-            ex._message = lambda: sent.append(1) or real_message()  # type: ignore[method-assign]
+            real_message = ex._frame_message
+            ex._frame_message = lambda: sent.append(1) or real_message()  # type: ignore[method-assign]
             im = ss.bridge.import_frames(key, mirror, b, same_host=same_host)
             assert im.same_host == same_host
             try:

@@ -381,21 +381,19 @@ class FramesExport(_LatestExport):
                 "dtype": dt.descr if dt.fields else dt.str,
                 "same_host": {"name": name, "creator_pid": self._ident[0], "created_unix_ns": self._ident[1]}}
         self._data_wanted = False
-        # Zenoh takes bytes or bytearray only (no buffer protocol in zenoh-python 1.10:
-        # zenoh-python#730). With shared_memory the pinned frame goes straight into a Zenoh shm
-        # buffer, through a bytearray that borrows the pinned slot (_core._with_bytearray): one
-        # copy, and local peers map the buffer, nothing crosses the socket. Without it (or when
-        # no shm buffer frees up in time) the message is built in one reused bytearray (the
-        # header, then the frame, copied by numpy with the GIL released) that Zenoh copies again.
-        self._out = bytearray(_DATA.size + self.local.nbytes)
-        self._frame = np.frombuffer(self._out, np.uint8, offset=_DATA.size)
+        # The payload is the frame alone; the header rides in the sample's attachment. Zenoh
+        # takes bytes or bytearray only (no buffer protocol in zenoh-python 1.10:
+        # zenoh-python#730), so the pinned frame is handed over as a bytearray that borrows the
+        # slot (_core._with_bytearray): one copy, into a Zenoh shm buffer with shared_memory
+        # (local peers map it, nothing crosses the socket), else into the ZBytes Zenoh sends.
+        self._nbytes = int(self.local.nbytes)
         self._provider: Any = None
         self.shm_messages = 0  # frames sent in a Zenoh shm buffer (the rest as plain bytes)
         if shared_memory:
             # Several messages in flight: one being filled, one on the way, and each local
             # receiver holding one while it copies it out (Zenoh frees a buffer when every
             # receiver dropped it); 16 MiB at least, Zenoh's own default pool size.
-            self._provider = zenoh.shm.ShmProvider.default_backend(max(8 * len(self._out), 16 << 20))
+            self._provider = zenoh.shm.ShmProvider.default_backend(max(8 * self._nbytes, 16 << 20))
             self._policy = zenoh.shm.GarbageCollect()
         try:
             super().__init__(sess, key, meta, poll)
@@ -403,24 +401,22 @@ class FramesExport(_LatestExport):
             self.local.close()
             raise
 
-    def _message(self) -> Tuple[Any, int]:
-        import numpy as np
+    def _frame_message(self) -> Tuple[Any, bytes, int]:
+        """The newest frame as a K/data payload (a Zenoh shm buffer or a ZBytes, one copy of
+        the pinned slot), its header (the attachment) and its version."""
         from . import _core
         pin = self.local._core.latest()  # pinned: the writer cannot reuse the slot while we copy it
         try:
             version = int(pin.version)
+            header = _DATA.pack(_DATA_MAGIC, self.epoch, version)
             buf = self._shm_buffer() if self._provider is not None else None
             if buf is not None:
-                n = len(self._out)
-                buf[0:_DATA.size] = _DATA.pack(_DATA_MAGIC, self.epoch, version)
-                _core._with_bytearray(pin, lambda frame: buf.__setitem__(slice(_DATA.size, n), frame))
+                _core._with_bytearray(pin, lambda frame: buf.__setitem__(slice(0, self._nbytes), frame))
                 self.shm_messages += 1
-                return buf, version
-            np.copyto(self._frame, np.frombuffer(pin, np.uint8))
+                return buf, header, version
+            return _core._with_bytearray(pin, _zenoh().ZBytes), header, version
         finally:
-            del pin  # unpinned with its last reference (the frombuffer view is gone too)
-        _DATA.pack_into(self._out, 0, _DATA_MAGIC, self.epoch, version)
-        return _zenoh().ZBytes(self._out), version
+            del pin  # unpinned with its last reference
 
     def _declare_more(self, sess: Any, key: str) -> None:
         self._probe = self._declared(sess.declare_publisher(f"{key}/data"))  # never puts: matching only
@@ -442,8 +438,8 @@ class FramesExport(_LatestExport):
             version = int(self.local.version)
             if (version == self._sent and not force) or not self._data_wanted:
                 return version
-            message, version = self._message()
-            self._pub.put(message)
+            payload, header, version = self._frame_message()
+            self._pub.put(payload, attachment=header)
             self._sent = version
             return version
 
@@ -454,7 +450,7 @@ class FramesExport(_LatestExport):
         deadline = time.monotonic() + 0.02
         while True:
             try:
-                return self._provider.alloc(len(self._out), policy=self._policy)
+                return self._provider.alloc(self._nbytes, policy=self._policy)
             except Exception:
                 if time.monotonic() >= deadline or self._stop.is_set():
                     return None
@@ -631,10 +627,19 @@ class _LatestImport(_Import):
             raise
 
     def _on_data(self, sample: Any) -> None:
+        att = sample.attachment
         b = sample.payload.to_bytes()
-        if len(b) != _DATA.size + self._nbytes:
-            return  # malformed: never written
-        magic, epoch, version = _DATA.unpack_from(b)
+        if att is not None:  # frames: the header in the attachment, the payload is the value
+            h = att.to_bytes()
+            if len(h) != _DATA.size or len(b) != self._nbytes:
+                return  # malformed: never written
+            magic, epoch, version = _DATA.unpack(h)
+            payload = memoryview(b)
+        else:  # states: the header, then the value
+            if len(b) != _DATA.size + self._nbytes:
+                return
+            magic, epoch, version = _DATA.unpack_from(b)
+            payload = memoryview(b)[_DATA.size:]
         if magic != _DATA_MAGIC:
             return
         with self._lock:  # versions only move forward within one exporter's life
@@ -643,7 +648,7 @@ class _LatestImport(_Import):
             self._last = (epoch, version)
             if self.local.closed:
                 return
-            self._apply(memoryview(b)[_DATA.size:])
+            self._apply(payload)
         if self.on_update is not None:
             try:
                 self.on_update(self.local)
