@@ -3,6 +3,7 @@ explicit endpoints, no scouting); faults (killed exporter, killed game, restarte
 and two "hosts" in network namespaces joined by a veth pair whose link is cut mid-stream."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -576,25 +577,18 @@ def test_same_host_frames_flow_only_while_the_export_lives(unique_name, sessions
     a, b = sessions
     with ss.Frames.create(src, (256, 256), np.uint8) as fr:
         fr.publish(np.full((256, 256), 1, np.uint8))
-        ex = ss.bridge.export_frames(src, key, a)
-        im = ss.bridge.import_frames(key, mirror, b)
-        try:
-            assert im.same_host
-            with ss.Frames.open(mirror) as r:
-                until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
-                ex.close()
-                until(lambda: not im.source_alive, 10, "the export reported gone")
-                v = r.version
-                fr.publish(np.full((256, 256), 2, np.uint8))
-                time.sleep(0.5)
-                assert r.version == v and _latest_fill(r) == 1, "a frame came through a stopped export"
-                ex = ss.bridge.export_frames(src, key, a)
-                until(lambda: _latest_fill(r) == 2, 10, "the latest frame once the export is back")
-                fr.publish(np.full((256, 256), 3, np.uint8))
-                until(lambda: _latest_fill(r) == 3, 10, "frames flow again")
-        finally:
-            im.close()
-            ex.close()
+        with _same_host_link(src, mirror, key, a, b) as link:
+            r, im = link["r"], link["im"]
+            link["ex"].close()
+            until(lambda: not im.source_alive, 10, "the export reported gone")
+            v = r.version
+            fr.publish(np.full((256, 256), 2, np.uint8))
+            time.sleep(0.5)
+            assert r.version == v and _latest_fill(r) == 1, "a frame came through a stopped export"
+            link["ex"] = ss.bridge.export_frames(src, key, a)
+            until(lambda: _latest_fill(r) == 2, 10, "the latest frame once the export is back")
+            fr.publish(np.full((256, 256), 3, np.uint8))
+            until(lambda: _latest_fill(r) == 3, 10, "frames flow again")
 
 
 def test_same_host_importer_lets_a_restarted_game_create_its_frames_anew(unique_name, sessions):
@@ -605,13 +599,10 @@ def test_same_host_importer_lets_a_restarted_game_create_its_frames_anew(unique_
     a, b = sessions
     fr = ss.Frames.create(src, (64, 64), np.uint8)
     fr.publish(np.full((64, 64), 1, np.uint8))
-    ex = ss.bridge.export_frames(src, key, a)
-    im = ss.bridge.import_frames(key, mirror, b)
     try:
-        assert im.same_host
-        with ss.Frames.open(mirror) as r:
-            until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
-            ex.close()  # the game and its export stop
+        with _same_host_link(src, mirror, key, a, b) as link:
+            r, im = link["r"], link["im"]
+            link["ex"].close()  # the game and its export stop
             fr.close()
             until(lambda: not im.source_alive, 10, "the export reported gone")
             deadline = time.monotonic() + 10
@@ -623,13 +614,30 @@ def test_same_host_importer_lets_a_restarted_game_create_its_frames_anew(unique_
                     assert time.monotonic() < deadline, "the importer still holds the old Frames"
                     time.sleep(0.05)
             fr.publish(np.full((64, 64), 7, np.uint8))
-            ex = ss.bridge.export_frames(src, key, a)
+            link["ex"] = ss.bridge.export_frames(src, key, a)
             until(lambda: _latest_fill(r) == 7, 10, "the new game's frame through the new export")
             assert im.same_host and im.error is None
     finally:
-        im.close()
-        ex.close()
         fr.close()
+
+
+@contextlib.contextmanager
+def _same_host_link(src: str, mirror: str, key: str, a, b) -> Iterator[dict]:
+    """Export the Frames ``src`` under ``key`` on session a, import them as ``mirror`` on b (the
+    same-host path), and wait for the first frame (filled with 1). Yields {"ex", "im", "r"} (r:
+    the mirror opened); a test may replace "ex"; both links are closed at the end."""
+    link = {"ex": ss.bridge.export_frames(src, key, a)}
+    try:
+        link["im"] = ss.bridge.import_frames(key, mirror, b)
+        assert link["im"].same_host
+        with ss.Frames.open(mirror) as r:
+            until(lambda: r.version > 0 and _latest_fill(r) == 1, 10, "first frame mirrored")
+            link["r"] = r
+            yield link
+    finally:
+        if "im" in link:
+            link["im"].close()
+        link["ex"].close()
 
 
 def _latest_fill(r) -> int:
