@@ -703,6 +703,9 @@ def markdown(res: Dict[str, Any]) -> List[str]:
             L.append(f"| {r['label']} | | {r['rate']:,.0f} {r['unit']} |")
     L += ["", "| target | measured | limit | status |", "| --- | ---: | ---: | --- |"]
     for name, v, lim in res["targets"]:
+        if name.startswith("(info)"):  # beside the targets, not one of them
+            L.append(f"| {name} | {v:.2f} | – | info |")
+            continue
         op, x = lim.split()
         ok = v <= float(x) if op == "<=" else v >= float(x)
         L.append(f"| {name} | {v:.2f} | {lim} | {'**PASS**' if ok else '**SHORT**'} |")
