@@ -216,14 +216,11 @@ watchdog_start() {
     wineserver -k ) </dev/null &
   watchdog=$!
 }
-watchdog_stop() {  # after a file; restarts Wine if the watchdog had fired
-  if kill -0 "$watchdog" 2>/dev/null; then
-    kill "$watchdog" 2>/dev/null || true
-    wait "$watchdog" 2>/dev/null || true
-  else
-    wait "$watchdog" 2>/dev/null || true
-    wine_start
-  fi
+watchdog_stop() {  # after a file; restarts Wine if the watchdog had fired (it is gone then)
+  local fired=0
+  kill -0 "$watchdog" 2>/dev/null || fired=1
+  kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null
+  if [ "$fired" = 1 ]; then wine_start; fi
 }
 # One python process per test file: pytest-timeout's thread method (the only one on Windows) ends
 # the whole process when a test hangs, so this way a hang costs only the rest of its own file.

@@ -16,24 +16,21 @@ import sys
 
 sys.modules["_wmi"] = None  # "import _wmi" now raises ImportError
 
-try:
-    import _winapi
-except ImportError:  # not a Windows python: nothing to do
-    _winapi = None
+import _winapi  # noqa: E402  (a Windows python: the only one that loads this file)
 
-if _winapi is not None and not getattr(_winapi.CreateProcess, "_wine_retry", False):
-    _create_process = _winapi.CreateProcess
-    _ERROR_INTERNAL_ERROR = 1359
+_create_process = _winapi.CreateProcess
+_ERROR_INTERNAL_ERROR = 1359
 
-    def _create_process_wine(*args, **kwargs):
-        for attempt in (1, 2, 3):
-            try:
-                return _create_process(*args, **kwargs)
-            except OSError as e:
-                if getattr(e, "winerror", None) != _ERROR_INTERNAL_ERROR or attempt == 3:
-                    raise
-                sys.stderr.write("(Wine: a child died before its first instruction, CreateProcess "
-                                 "error 1359; starting it again)\n")
 
-    _create_process_wine._wine_retry = True
-    _winapi.CreateProcess = _create_process_wine
+def _create_process_wine(*args, **kwargs):
+    for attempt in (1, 2, 3):
+        try:
+            return _create_process(*args, **kwargs)
+        except OSError as e:
+            if e.winerror != _ERROR_INTERNAL_ERROR or attempt == 3:
+                raise
+            sys.stderr.write("(Wine: a child died before its first instruction, CreateProcess "
+                             "error 1359; starting it again)\n")
+
+
+_winapi.CreateProcess = _create_process_wine

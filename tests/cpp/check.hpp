@@ -81,13 +81,15 @@ inline std::string unique(const std::string& what) {
     return "sst-cpp-" + what + "-" + std::to_string(pid) + "-" + std::to_string(++n);
 }
 
-#if defined(_WIN32)
-// Under Wine (ntdll exports wine_get_version), not on Windows.
+// Under Wine (its ntdll exports wine_get_version); false on Windows and on POSIX.
 inline bool under_wine() {
+#if defined(_WIN32)
     HMODULE ntdll = GetModuleHandleA("ntdll.dll");
     return ntdll && GetProcAddress(ntdll, "wine_get_version") != nullptr;
-}
+#else
+    return false;
 #endif
+}
 
 class Child {
 public:

@@ -13,15 +13,7 @@ using std::chrono::milliseconds;
 
 // Wine's GetMailslotInfo reports 1 message when several are queued (a known deviation,
 // ../shared/windows/README.md), and 0 when the first is empty; Windows and our Linux
-// mailslot report the real count.
-static bool under_wine() {
-#if defined(_WIN32)
-    HMODULE ntdll = GetModuleHandleA("ntdll.dll");
-    return ntdll && GetProcAddress(ntdll, "wine_get_version") != nullptr;
-#else
-    return false;
-#endif
-}
+// mailslot report the real count (check::under_wine()).
 
 CHILD("writer") {
     MailslotWriter w(args.at(0));
@@ -71,8 +63,8 @@ TEST_CASE("info, timeouts, sizes") {
     w.send("abc");
     i = box.info();
     CHECK(i.next_size == 0);
-    if (i.count != 2) std::printf("  info().count = %lld with 2 queued (wine: %d)\n", (long long)i.count, int(under_wine()));
-    CHECK(i.count == 2 || (under_wine() && i.count >= 0 && i.count < 2));  // Wine: 1, or 0 behind an empty message
+    if (i.count != 2) std::printf("  info().count = %lld with 2 queued (wine: %d)\n", (long long)i.count, int(check::under_wine()));
+    CHECK(i.count == 2 || (check::under_wine() && i.count >= 0 && i.count < 2));  // Wine: 1, or 0 behind an empty message
     CHECK(box.recv(milliseconds(100)).empty());
     CHECK(box.info().next_size == 3);
     CHECK(box.recv(milliseconds(100)).size() == 3);
