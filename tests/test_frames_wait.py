@@ -17,13 +17,19 @@ def publisher(name: str, count: int, gap: float) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time, numpy as np, sharedstate as ss
         fr = ss.Frames.open({name!r})
+        print("ready", flush=True)
         sys.stdin.readline()
         for i in range({count}):
             fr.publish(np.full((64, 64), i + 1, np.uint8))
             time.sleep({gap})
         fr.close()
     """)
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    # The child's start-up (an interpreter, numpy, the extension) is not what these tests time:
+    # under Wine on a loaded machine it has taken longer than the 10 s a wait below allows.
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
 
 
 def test_waitset_reports_frames_and_states_in_the_order_added(unique_name):
