@@ -4,7 +4,7 @@
 # 1. C++ tests under ASan+UBSan and, separately, TSan (incl. tests/cpp/test_stress.cpp)
 # 2. libFuzzer targets (tests/fuzz/) for a bounded time each, executions counted
 # 3. Python property fuzzing, soak/fault and security tests with large budgets
-# Budgets (env): FUZZ_SECONDS (per target, default 60), SST_FUZZ_EXAMPLES (20000),
+# Budgets (env): FUZZ_SECONDS (per target, default 60; FUZZ_JOBS targets at a time, default nproc), SST_FUZZ_EXAMPLES (20000),
 # SST_SOAK_ROUNDS (100), SST_LEAK_CYCLES (20000), SST_STRESS_WRITES (50000),
 # SST_STRESS_ROUNDS (30). Python: $PYTHON, else build/venv (scripts/test.sh's), else a
 # fresh dev venv (scripts/dev-install.sh). Build trees go to ${HARDENING_BUILD:-build/hardening}.
@@ -107,20 +107,32 @@ if command -v clang++-14 >/dev/null && [ -n "$(fuzzer_lib)" ]; then
   rc=0
   g++ -std=c++17 -O1 -Icpp/include tests/fuzz/make_seeds.cpp -o "$fz/make_seeds" && rm -rf "$fz/seeds" &&
     mkdir -p "$fz/seeds" && "$fz/make_seeds" "$fz/seeds" >/dev/null || rc=1
+  # Each libFuzzer run is one thread: two run at a time (the machine's cores), each for the full
+  # budget, so the stage costs half the wall time and no target gets fewer seconds.
+  par=${FUZZ_JOBS:-$(nproc)}
+  targets=() running=0
   for src in tests/fuzz/fuzz_*.cpp; do
     t=$(basename "$src" .cpp)
-    log "libFuzzer $t (${fuzz_seconds}s)"
-    extra=()
-    if ! clang++-14 "${cflags[@]}" "${extra[@]}" "$src" -o "$fz/$t" >"$fz/$t.build.log" 2>&1; then
-      cat "$fz/$t.build.log" | tail -20; stage "$t" 1 "build failed"; continue
+    if ! clang++-14 "${cflags[@]}" "$src" -o "$fz/$t" >"$fz/$t.build.log" 2>&1; then
+      tail -20 "$fz/$t.build.log"; stage "$t" 1 "build failed"; continue
     fi
+    targets+=("$t")
     mkdir -p "$fz/$t.corpus" "$fz/$t.artifacts"
     seeds=$fz/seeds
     [ -d "tests/fuzz/seeds-$t" ] && seeds="$seeds tests/fuzz/seeds-$t"
-    trc=0
+    rm -f "$fz/$t.rc"
+    if [ "$running" -ge "$par" ]; then wait -n; running=$((running - 1)); fi
+    log "libFuzzer $t (${fuzz_seconds}s)"
     # shellcheck disable=SC2086
-    "$fz/$t" -max_total_time="$fuzz_seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
-      -artifact_prefix="$fz/$t.artifacts/" "$fz/$t.corpus" $seeds >"$fz/$t.log" 2>&1 || trc=1
+    ( "$fz/$t" -max_total_time="$fuzz_seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
+        -artifact_prefix="$fz/$t.artifacts/" "$fz/$t.corpus" $seeds >"$fz/$t.log" 2>&1
+      echo $? >"$fz/$t.rc" ) &
+    running=$((running + 1))
+  done
+  wait
+  for t in "${targets[@]}"; do
+    trc=$(cat "$fz/$t.rc" 2>/dev/null || echo 1)
+    [ "$trc" = 0 ] || trc=1
     execs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$fz/$t.log" | tail -1 | grep -oE "[0-9]+$" || echo "?")
     cov=$(grep -oE "cov: [0-9]+" "$fz/$t.log" | tail -1)
     if [ $trc != 0 ]; then
