@@ -91,8 +91,12 @@ if [ -f scripts/test-pythons.sh ] && [ "${SHAREDSTATE_SKIP_PYTHONS:-0}" != 1 ]; 
   log "other CPythons (3.12, 3.14, 3.13t free-threaded): started, beside the Windows stage"
   mkdir -p build
   tp=$(date +%s)
-  bash scripts/test-pythons.sh >build/test-pythons.log 2>&1 &
+  # its own process group (setsid), so that Ctrl-C or a stopped run takes it and its children along
+  setsid bash scripts/test-pythons.sh >build/test-pythons.log 2>&1 </dev/null &
   py_pid=$!
+  trap 'kill -TERM -- "-$py_pid" 2>/dev/null' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 fi
 if [ -f scripts/test-windows.sh ] && [ "${SHAREDSTATE_SKIP_WINDOWS:-0}" != 1 ]; then
   log "Windows (mingw-w64 + Wine)"
@@ -102,6 +106,7 @@ if [ -f scripts/test-windows.sh ] && [ "${SHAREDSTATE_SKIP_WINDOWS:-0}" != 1 ]; 
 fi
 if [ -n "$py_pid" ]; then
   wait "$py_pid"; py_rc=$?
+  trap - EXIT INT TERM
   log "other CPythons took $(( $(date +%s) - tp ))s (its output follows)"
   cat build/test-pythons.log
   [ "$py_rc" = 0 ] || failed+=("pythons")
