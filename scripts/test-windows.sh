@@ -158,10 +158,11 @@ fi
 # files every Windows python under Wine (each test file's pytest, each child a test starts)
 # compiled pytest, hypothesis and numpy from source: ~4 s more per start, and a child's start
 # then ate into the waits of the test that started it. Compile them once, with the Windows python.
+winpath() { printf 'Z:%s' "$1" | tr / '\\'; }   # a Linux path as the Windows programs see it
 if [ ! -f "$WINPY_SITE/.compiled" ]; then
   log "compiling the Windows wheels' .py files (once per cache)"
   wine_start
-  wine "$WINPY_DIR/python.exe" -m compileall -q -j2 "$(printf 'Z:%s' "$WINPY_SITE" | tr / '\\')" </dev/null >/dev/null 2>&1 \
+  wine "$WINPY_DIR/python.exe" -m compileall -q -j"$JOBS" "$(winpath "$WINPY_SITE")" </dev/null >/dev/null 2>&1 \
     || die "compileall of $WINPY_SITE failed"
   touch "$WINPY_SITE/.compiled"
 fi
@@ -182,7 +183,7 @@ PKG_DIR=$BUILD_DIR/python-win
 [ -f "$PKG_DIR/sharedstate/__init__.py" ] || die "no Windows package in $PKG_DIR"
 ls "$PKG_DIR"/sharedstate/_core.cp313-win_amd64.pyd >/dev/null || die "no _core .pyd in $PKG_DIR/sharedstate"
 # (the package's own .py files too: the build directory is ours, the clone's tests/ stays clean)
-wine "$WINPY_DIR/python.exe" -m compileall -q "$(printf 'Z:%s' "$PKG_DIR" | tr / '\\')" </dev/null >/dev/null 2>&1 \
+wine "$WINPY_DIR/python.exe" -m compileall -q "$(winpath "$PKG_DIR")" </dev/null >/dev/null 2>&1 \
   || die "compileall of $PKG_DIR failed"
 
 # ------------------------------------------------------------------ 5. C++ tests under Wine (ctest)
@@ -203,7 +204,6 @@ cpp_failed=${cpp_failed:-0}
 # ------------------------------------------------------------------ 6. Python tests under Wine (pytest)
 log "pytest under Wine (Windows CPython $(basename "$WINPY_DIR"), package from $PKG_DIR)"
 wine_start
-winpath() { printf 'Z:%s' "$1" | tr / '\\'; }
 # PYTHONPATH for the Windows python: ";"-separated Windows paths. scripts/wine_site holds the
 # summary plugin and a sitecustomize with a Wine workaround.
 export PYTHONPATH="$(winpath "$PKG_DIR");$(winpath "$WINPY_SITE");$(winpath "$ROOT/scripts/wine_site")"
