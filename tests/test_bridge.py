@@ -433,18 +433,20 @@ def test_link_cut_between_two_hosts_loses_nothing(unique_name, two_hosts):
     st_key, q_key = "sstest/" + uuid.uuid4().hex, "sstest/" + uuid.uuid4().hex
     n = 20_000
     # a producer in A: a state written with x == y == i and a queue of numbered messages
+    # it ends on its own when its stdin closes, closing (and so removing) both objects; the
+    # test waits for that exit: a SIGTERM during it would leave a segment behind
     producer = textwrap.dedent(f"""
         import sys, time, sharedstate as ss
-        st = ss.SharedState.create({st_name!r}, ss.CONTROLLER)
-        q = ss.Queue.create({q_name!r}, capacity=1 << 20)
-        print("ready", flush=True)
-        for i in range({n}):
-            st.write(x=i, y=i)
-            q.put(i.to_bytes(4, "little") * 16, timeout=60)
-            if i % 200 == 0:
-                time.sleep(0.01)
-        print("produced", flush=True)
-        sys.stdin.read()
+        with ss.SharedState.create({st_name!r}, ss.CONTROLLER) as st, \\
+                ss.Queue.create({q_name!r}, capacity=1 << 20) as q:
+            print("ready", flush=True)
+            for i in range({n}):
+                st.write(x=i, y=i)
+                q.put(i.to_bytes(4, "little") * 16, timeout=60)
+                if i % 200 == 0:
+                    time.sleep(0.01)
+            print("produced", flush=True)
+            sys.stdin.read()
     """)
     # /dev/shm is shared by the namespaces (network namespaces only): objects keep their names
     prod = subprocess.Popen([sys.executable, "-c", producer], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -469,6 +471,10 @@ def test_link_cut_between_two_hosts_loses_nothing(unique_name, two_hosts):
     finally:
         if prod.stdin:
             prod.stdin.close()
+        try:
+            prod.wait(10)
+        except subprocess.TimeoutExpired:
+            pass  # stop() below kills it
         stop(*reversed(procs))
 
 
