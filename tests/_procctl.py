@@ -8,6 +8,8 @@
     owner_word(pid)  the library's owner word of a live process, `(pid << 32) | token` as
               docs/FORMAT.md defines it (Linux: start time from /proc; Windows: the creation
               FILETIME's halves XORed), computed here independently of the library.
+    python_child(code, *args)  a child `python -c code args...`, returned once it has
+              imported sharedstate (it says so on its stdout, a pipe).
 
 p is a subprocess.Popen (or anything with .pid and, on Windows, ._handle / .returncode).
 Nothing here kills by name: only the child the test started.
@@ -15,7 +17,9 @@ Nothing here kills by name: only the child the test started.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 
 WINDOWS = sys.platform == "win32"
 
@@ -117,3 +121,21 @@ else:
         start = int(stat[stat.rindex(")") + 2:].split()[19])
         token = start & 0xFFFFFFFF or 1
         return (pid << 32) | token
+
+
+def python_child(code: str, *args: str) -> subprocess.Popen:
+    """A real child process running `code` (dedented) with sys.argv[1:] = args, returned once it
+    has started and imported sharedstate: it prints "started" first. What a test times with the
+    child (a 10 s accept, connect or acquire) then excludes the interpreter's start-up, which
+    under Wine on a loaded machine has taken longer than that. The child's stdout is a pipe
+    that the caller may read for more lines."""
+    prologue = "import sharedstate\nprint('started', flush=True)\n"
+    p = subprocess.Popen([sys.executable, "-c", prologue + textwrap.dedent(code), *args],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    line = p.stdout.readline().strip()
+    if line != "started":
+        p.kill()
+        p.wait()
+        raise AssertionError(f"the child did not start (it said {line!r}, exit {p.returncode})")
+    return p

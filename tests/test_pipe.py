@@ -8,24 +8,21 @@ import select
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 
 import pytest
 
+import _procctl
 import sharedstate as ss
 
 LINUX = sys.platform.startswith("linux")
 SIZES = [0, 1, 4095, 4096, 65536, 1 << 20, 16 << 20]
 
 
-def child(code: str, *args: str) -> subprocess.Popen:
-    """A real child process running `code` with sys.argv[1:] = args."""
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args])
+child = _procctl.python_child  # returns once the child has started (its start-up is not timed)
 
 
 def pattern(n: int, seed: int = 1) -> bytes:

@@ -3,21 +3,19 @@ from __future__ import annotations
 
 import _thread
 import os
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 
+import _procctl
 import sharedstate as ss
 
 LINUX = sys.platform.startswith("linux")
 
 
-def child(code: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args])
+child = _procctl.python_child  # returns once the child has started (its start-up is not timed)
 
 
 def sem_file(name: str) -> str:
@@ -129,7 +127,7 @@ def test_lifetime_ends_with_the_last_holder(unique_name):
         print("open", flush=True)
         time.sleep(60)
     """, unique_name)
-    time.sleep(0.5)
+    assert p.stdout is not None and p.stdout.readline().strip() == "open"
     p.kill()  # a dead holder does not keep it alive
     p.wait()
     s.close()
