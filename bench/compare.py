@@ -863,6 +863,11 @@ def main(argv=None):
     bad = [s for s in only if s not in SECTIONS]
     if bad:
         ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
+    try:  # every section measures the installed package: say so now, not mid-run
+        peers.sharedstate()
+    except Skip as e:
+        ap.exit(2, f"compare.py: {e}; install it first: pip install '.[bench]' "
+                   "(or scripts/bench.sh, which makes a venv with it)\n")
     cfg.out = Path(cfg.out)
     cfg.out.mkdir(parents=True, exist_ok=True)
     allowed = cpus()
