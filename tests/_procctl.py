@@ -123,15 +123,16 @@ else:
         return (pid << 32) | token
 
 
-def python_child(code: str, *args: str) -> subprocess.Popen:
+def python_child(code: str, *args: str, stdin: bool = False) -> subprocess.Popen:
     """A real child process running `code` (dedented) with sys.argv[1:] = args, returned once it
     has started and imported sharedstate: it prints "started" first. What a test times with the
     child (a 10 s accept, connect or acquire) then excludes the interpreter's start-up, which
     under Wine on a loaded machine has taken longer than that. The child's stdout is a pipe
-    that the caller may read for more lines."""
+    that the caller may read for more lines; with ``stdin=True`` its stdin is one too (a "go"
+    line the test writes when it starts timing)."""
     prologue = "import sharedstate\nprint('started', flush=True)\n"
     p = subprocess.Popen([sys.executable, "-c", prologue + textwrap.dedent(code), *args],
-                         stdout=subprocess.PIPE, text=True)
+                         stdin=subprocess.PIPE if stdin else None, stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline().strip()
     if line != "started":

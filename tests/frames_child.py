@@ -34,7 +34,7 @@ def reader(name: str, frames: str) -> int:
     print("ready", flush=True)
     v, bad, seen, versions = 0, 0, 0, set()
     for _ in range(int(frames)):
-        v = fr.wait(since=v, timeout=20)
+        v = fr.wait(since=v, timeout=120 if v == 0 else 20)  # the first: the writer starts after us
         cm = fr.latest()
         with cm as a:
             w = a.view(np.uint32).reshape(-1)
@@ -80,8 +80,8 @@ def loan(name: str) -> int:
 def wait(name: str) -> int:
     """Blocks in wait() with no timeout: Ctrl-C must interrupt it."""
     fr = ss.Frames.open(name)
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)
         fr.wait(since=fr.version, timeout=None)
     except KeyboardInterrupt:
         print("interrupted", flush=True)

@@ -203,7 +203,7 @@ def test_examples_run(unique_name, example):
     if example == "selectors_reader.py" and not LINUX:
         pytest.skip("ws.fileno() is the Linux handle")
     path = os.path.join(os.path.dirname(HERE), "examples", example)
-    r = subprocess.run([sys.executable, path, unique_name, unique_name + "-q", "--demo", "--seconds", "0.5"],
+    r = subprocess.run([sys.executable, path, unique_name, unique_name + "-q", "--demo", "--seconds", "2"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -220,7 +220,7 @@ def test_helper_thread_way(unique_name, monkeypatch):
     st = ss.SharedState.create(unique_name, ss.CONTROLLER)
     q = ss.Queue.create(unique_name + "-q", capacity=4096)
     try:
-        before = threading.active_count()
+        before = set(threading.enumerate())  # helper threads of earlier tests may still be ending
         seen: dict = {}
 
         async def main():
@@ -228,7 +228,7 @@ def test_helper_thread_way(unique_name, monkeypatch):
             tasks = [asyncio.ensure_future(st.wait_async(timeout=20)) for _ in range(100)]
             getters = [asyncio.ensure_future(q.get_async(timeout=20)) for _ in range(3)]
             await asyncio.sleep(0.05)
-            seen["threads"] = threading.active_count() - before
+            seen["threads"] = len(set(threading.enumerate()) - before)
             loop.call_later(0.01, lambda: st.write(x=1))
             assert len(set(await asyncio.gather(*tasks))) == 1
             getters[0].cancel()

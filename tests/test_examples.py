@@ -78,7 +78,7 @@ def finish(p: subprocess.Popen, timeout: float = 30) -> str:
 
 @needs_cpp
 def test_cpp_game_writer_python_reader(build, unique_name):
-    game = start([build("game_writer"), unique_name, 1.5, 100])
+    game = start([build("game_writer"), unique_name, 5, 100])  # long enough for a slow reader start-up (3.13t under load)
     try:
         r = python("read_game.py", unique_name)
     finally:
@@ -206,7 +206,7 @@ def test_typing_tour_queue_runs():
 
 @needs_cpp
 def test_cpp_frames_writer_python_reader(build, unique_name):
-    game = start([build("frames_writer"), unique_name, 1.5, 60, "320x240"])
+    game = start([build("frames_writer"), unique_name, 5, 60, "320x240"])  # as above
     try:
         r = python("frames_reader.py", unique_name)
     finally:

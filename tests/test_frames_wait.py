@@ -49,10 +49,12 @@ def test_waitset_reports_frames_and_states_in_the_order_added(unique_name):
             while seen < 3:
                 ready = ws.wait(timeout=10)
                 assert ready == [fr], ready  # the state never changed: only the frames member
-                v = fr.version
-                assert v > seen
-                with fr.latest() as a:
-                    assert int(a[0, 0]) == v and (a == v).all()
+                # The set reports each change once, but the publisher may have published again
+                # since (a stalled test): the frame read here can be the one already seen.
+                cm = fr.latest()
+                with cm as a:
+                    v = cm.version
+                    assert v >= seen and int(a[0, 0]) == v and (a == v).all()
                 del a
                 seen = v
             st.write(x=1)
@@ -75,7 +77,7 @@ def test_frames_wait_async(unique_name):
             p.stdin.write("go\n")
             p.stdin.flush()
             v = 0
-            while len(got) < 2:
+            while v < 2:  # two wakes, or one (a slow wake may find both frames published)
                 v = await fr.wait_async(since=v, timeout=10)
                 got.append(v)
             with pytest.raises(TimeoutError):

@@ -26,8 +26,8 @@ TAKER = """
     import sys, sharedstate as ss
     s = ss.Semaphore.open(sys.argv[1])
     done = ss.Semaphore.open(sys.argv[2])
-    for _ in range(int(sys.argv[3])):
-        if not s.acquire(timeout=10):
+    for _ in range(int(sys.argv[3])):  # the parent releases once both takers started (slow under Wine)
+        if not s.acquire(timeout=60):
             sys.exit(1)
     done.release()
     s.close(); done.close()
@@ -41,7 +41,7 @@ def test_counts_across_processes(unique_name):
     s.release(2)
     time.sleep(0.05)
     s.release(5)
-    assert done.acquire(timeout=10) and done.acquire(timeout=10)
+    assert done.acquire(timeout=30) and done.acquire(timeout=30)
     assert [k.wait(timeout=10) for k in kids] == [0, 0]
     assert s.acquire(timeout=0) is False  # all seven were taken, no more
     s.close()

@@ -102,8 +102,13 @@ def test_killed_writers_leave_last_committed_value_and_lock_is_taken_over(unique
     rng = random.Random(1)
     try:
         for rnd in range(12):
+            v0 = st.version
             w = spawn("bigwriter", unique_name)
             expect_line(w, "ready")
+            deadline = time.monotonic() + 30
+            while st.version < v0 + 3 and time.monotonic() < deadline:  # writing, not still starting
+                time.sleep(0.001)
+            assert st.version >= v0 + 3, "the writer never got going"
             time.sleep(rng.uniform(0.005, 0.05))
             w.kill()
             w.wait()

@@ -14,7 +14,7 @@ def main():
         rounds = int(sys.argv[5])
         print("ready", flush=True)
         for i in range(rounds):
-            if not go.acquire(timeout=20):
+            if not go.acquire(timeout=60):  # the first: until its siblings started too (slow under Wine)
                 sys.exit(2)
             st.write(x=i + 1)
             q.put(b"%d" % (i + 1))
@@ -27,8 +27,8 @@ def main():
         st = ss.SharedState.open(sys.argv[2])
         ws = ss.WaitSet()
         ws.add(st)
-        print("waiting", flush=True)
         try:
+            print("waiting", flush=True)
             ws.wait()
         except KeyboardInterrupt:
             print("interrupted", flush=True)
