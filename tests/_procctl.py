@@ -10,6 +10,8 @@
               FILETIME's halves XORed), computed here independently of the library.
     python_child(code, *args)  a child `python -c code args...`, returned once it has
               imported sharedstate (it says so on its stdout, a pipe).
+    until(cond, timeout, what)  poll cond() until it holds (the seconds it took), or fail
+              naming `what` after `timeout` s: for another process's progress.
 
 p is a subprocess.Popen (or anything with .pid and, on Windows, ._handle / .returncode).
 Nothing here kills by name: only the child the test started.
@@ -20,6 +22,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 WINDOWS = sys.platform == "win32"
 
@@ -140,3 +143,12 @@ def python_child(code: str, *args: str, stdin: bool = False) -> subprocess.Popen
         p.wait()
         raise AssertionError(f"the child did not start (it said {line!r}, exit {p.returncode})")
     return p
+
+
+def until(cond, timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.002)
+    return time.monotonic() - t0

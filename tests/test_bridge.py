@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import sharedstate as ss
+from _procctl import until
 
 zenoh = pytest.importorskip("zenoh", reason="the bridge extra (eclipse-zenoh) is not installed")
 
@@ -65,15 +66,6 @@ def stop(*procs: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-
-
-def until(cond, timeout: float, what: str) -> float:
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.002)
-    return time.monotonic() - t0
 
 
 def open_when_there(name: str, timeout: float = 30.0) -> ss.SharedState:

@@ -276,9 +276,7 @@ def test_threads_share_one_handle(unique_name):
     ts = [threading.Thread(target=write), threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(4)]
     for t in ts:
         t.start()
-    deadline = time.monotonic() + 30
-    while fr.version <= 10 and time.monotonic() < deadline:  # many frames, then close under them
-        time.sleep(0.05)
+    _procctl.until(lambda: fr.version > 10, 30, "many frames")  # then close under them
     time.sleep(0.2)
     v = fr.version
     fr.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import sharedstate as ss
+from _procctl import until
 from conftest import LINUX
 
 HERE = Path(__file__).resolve().parent
@@ -105,10 +106,7 @@ def test_killed_writers_leave_last_committed_value_and_lock_is_taken_over(unique
             v0 = st.version
             w = spawn("bigwriter", unique_name)
             expect_line(w, "ready")
-            deadline = time.monotonic() + 30
-            while st.version < v0 + 3 and time.monotonic() < deadline:  # writing, not still starting
-                time.sleep(0.001)
-            assert st.version >= v0 + 3, "the writer never got going"
+            until(lambda: st.version >= v0 + 3, 30, "the writer writing")  # not still starting
             time.sleep(rng.uniform(0.005, 0.05))
             w.kill()
             w.wait()
